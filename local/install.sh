@@ -32,6 +32,7 @@ if ! $force && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ]; then
 fi
 [ -x "$venv/bin/python" ] || { log "creating venv $venv"; "$python" -m venv "$venv"; }
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
+export PIP_NO_WARN_SCRIPT_LOCATION=1
 "${pip[@]}" --upgrade "pip==24.3.1"
 
 reqs=$(mktemp); trap 'rm -f "$reqs"' EXIT

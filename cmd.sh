@@ -1,0 +1,14 @@
+# Source me: how recipe stages run their jobs. Usage in a recipe:
+#   $train_cmd JOB=1:$nj $dir/log/extract.JOB.log python -m ... --shard JOB/$nj
+#   $cuda_cmd --gpu 1 $dir/log/train.log python -m ...
+# Backends (select with `export speechkd_backend=...` or edit the default below):
+#   local  parallel processes on this machine, at most --max-jobs-run at once;
+#   slurm  sbatch --array with the resources of conf/slurm.conf (partition, GPUs, CPUs, memory,
+#          time per job class). Options given on the command line (--gpu, --mem, --num-threads,
+#          --time) override the class defaults.
+speechkd_backend=${speechkd_backend:-local}
+_launch="$SPEECHKD_ROOT/local/launch.sh --backend $speechkd_backend --config $SPEECHKD_ROOT/conf/slurm.conf"
+export train_cmd="$_launch --class train --max-jobs-run ${speechkd_max_jobs:-2}"
+export decode_cmd="$_launch --class decode --max-jobs-run ${speechkd_max_jobs:-2}"
+export cuda_cmd="$_launch --class cuda --gpu 1 --max-jobs-run ${speechkd_max_gpu_jobs:-1}"
+unset _launch

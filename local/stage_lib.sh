@@ -1,0 +1,40 @@
+# Source me in a recipe (after path.sh): log() and fingerprinted stage skipping.
+#
+#   if stage_needed data "$inputs" "$outputs" "$params"; then
+#     ...commands...
+#     stage_done data "$inputs" "$outputs" "$params"
+#   fi
+# inputs/outputs are space-separated paths (files or directories); params is any string that
+# captures the stage's configuration (options, config file contents). A stage is skipped only while
+# all three are unchanged; deleting or editing an output, an input or an option re-runs it.
+# Stamps live in ${stamp_dir:-exp/.stages}/<name>.json. Set force=true to run regardless.
+
+log() {
+  local fname=${BASH_SOURCE[1]##*/}
+  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]:-main}) $*" >&2
+}
+
+_stage_fp() {
+  local action=$1 name=$2 inputs=$3 outputs=$4 params=$5
+  # shellcheck disable=SC2086
+  python -m speechkd.bin.stage_fingerprint "$action" --stamp "${stamp_dir:-exp/.stages}/$name.json" \
+    --inputs $inputs --outputs $outputs --params "$params"
+}
+
+stage_needed() {
+  local reason
+  if [ "${force:-false}" = true ]; then
+    log "stage '$1': running (force=true)"
+    return 0
+  fi
+  if reason=$(_stage_fp check "$@"); then
+    log "stage '$1': skipped ($reason)"
+    return 1
+  fi
+  log "stage '$1': running ($reason)"
+  return 0
+}
+
+stage_done() {
+  _stage_fp record "$@" || { log "stage '$1': could not record its fingerprint"; return 1; }
+}
