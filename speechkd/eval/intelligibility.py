@@ -49,20 +49,24 @@ class CtcProbe(nn.Module):
             nn.Conv2d(1, 32, 3, stride=2), nn.ReLU(), nn.Conv2d(32, 32, 3, stride=2), nn.ReLU()
         )
         sub_dim = 32 * (((feature_dim - 1) // 2 - 1) // 2)
-        self.rnn = nn.LSTM(sub_dim, hidden, num_layers=layers, bidirectional=True,
-                           batch_first=True, dropout=0.1)
+        self.rnn = nn.LSTM(
+            sub_dim, hidden, num_layers=layers, bidirectional=True, batch_first=True, dropout=0.1
+        )
         self.output = nn.Linear(2 * hidden, vocab_size)
 
     @staticmethod
     def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
         return ((lengths - 1) // 2 - 1) // 2
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, feats: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.subsample(feats.unsqueeze(1))  # B, C, T', F'
         x = x.permute(0, 2, 1, 3).flatten(2)
         out_lengths = self.output_lengths(lengths)
-        packed = nn.utils.rnn.pack_padded_sequence(x, out_lengths.cpu(), batch_first=True,
-                                                   enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, out_lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         y, _ = self.rnn(packed)
         y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True)
         return self.output(y).log_softmax(-1), out_lengths
@@ -116,8 +120,9 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, symbols: list[
     return [" ".join(t.split()) for t in texts]
 
 
-def train_and_decode(train: CutSet, tests: dict[str, CutSet], config: ProbeConfig
-                     ) -> dict[str, list[tuple[str, str, str]]]:
+def train_and_decode(
+    train: CutSet, tests: dict[str, CutSet], config: ProbeConfig
+) -> dict[str, list[tuple[str, str, str]]]:
     """Train the probe on ``train``; return (id, reference, hypothesis) per test set."""
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
@@ -131,7 +136,8 @@ def train_and_decode(train: CutSet, tests: dict[str, CutSet], config: ProbeConfi
     steps_per_epoch = len(_batches(train_ex, config.max_frames, None))
     total = max(1, config.epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / (0.1 * total)) * 0.5 * (1 + math.cos(math.pi * s / total))
+        optimiser,
+        lambda s: min(1.0, (s + 1) / (0.1 * total)) * 0.5 * (1 + math.cos(math.pi * s / total)),
     )
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     for epoch in range(config.epochs):
@@ -140,8 +146,12 @@ def train_and_decode(train: CutSet, tests: dict[str, CutSet], config: ProbeConfi
         for batch in _batches(train_ex, config.max_frames, rng):
             feats, lengths, targets = _collate(batch, vocab, mean, std)
             log_probs, out_lengths = model(feats, lengths)
-            loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), out_lengths,
-                       torch.tensor([len(t) for t in targets]))
+            loss = ctc(
+                log_probs.transpose(0, 1),
+                torch.cat(targets),
+                out_lengths,
+                torch.tensor([len(t) for t in targets]),
+            )
             optimiser.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -30,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     codes = run_local(spec)
     failed = {i: c for i, c in codes.items() if c != 0}
     for index, code in failed.items():
-        print(f"launch: task {index} failed with exit code {code}; see {spec.log_for(index)}",
-              file=sys.stderr)
+        print(
+            f"launch: task {index} failed with exit code {code}; see {spec.log_for(index)}",
+            file=sys.stderr,
+        )
     if failed:
         print(f"launch: {len(failed)} / {len(codes)} failed", file=sys.stderr)
         return 1

@@ -34,12 +34,19 @@ def run_task(spec: JobSpec, index: int) -> int:
                 f.write(f"# retry {attempt} of {spec.retries}\n")
             f.write("#\n")
             f.flush()
-            proc = subprocess.run(["bash", "-c", command], stdout=f, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, env=env)
+            proc = subprocess.run(
+                ["bash", "-c", command],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
             returncode = proc.returncode
             elapsed = time.time() - start
             f.write(f"# Accounting: time={elapsed:.0f} threads=1\n")
-            f.write(f"# Ended (code {returncode}) at {_now()}, elapsed time {elapsed:.0f} seconds\n")
+            f.write(
+                f"# Ended (code {returncode}) at {_now()}, elapsed time {elapsed:.0f} seconds\n"
+            )
         if returncode == 0:
             break
     return returncode

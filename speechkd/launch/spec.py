@@ -67,8 +67,16 @@ def parse_launch_args(argv: list[str]) -> JobSpec:
         elif name in ("--backend", "--class", "--max-jobs-run", "--config", "--retries"):
             options[name] = value
         else:
-            valid = sorted([*_RESOURCE_OPTIONS, "--backend", "--class", "--max-jobs-run",
-                            "--config", "--retries"])
+            valid = sorted(
+                [
+                    *_RESOURCE_OPTIONS,
+                    "--backend",
+                    "--class",
+                    "--max-jobs-run",
+                    "--config",
+                    "--retries",
+                ]
+            )
             raise ConfigError(f"launch: unknown option {name}; valid options: {' '.join(valid)}")
     variable, first, last = None, 1, 1
     if args and (match := _ARRAY.match(args[0])):

@@ -59,8 +59,9 @@ def compute_fingerprint(inputs: list[str], outputs: list[str], params: str) -> d
     }
 
 
-def stage_is_current(stamp: str | os.PathLike, inputs: list[str], outputs: list[str],
-                     params: str) -> tuple[bool, str]:
+def stage_is_current(
+    stamp: str | os.PathLike, inputs: list[str], outputs: list[str], params: str
+) -> tuple[bool, str]:
     """Whether the stage recorded in ``stamp`` can be skipped, and why (or why not)."""
     stamp = Path(stamp)
     if not stamp.is_file():
@@ -87,8 +88,9 @@ def stage_is_current(stamp: str | os.PathLike, inputs: list[str], outputs: list[
     return True, "inputs, outputs and parameters unchanged"
 
 
-def record_stage(stamp: str | os.PathLike, inputs: list[str], outputs: list[str],
-                 params: str) -> None:
+def record_stage(
+    stamp: str | os.PathLike, inputs: list[str], outputs: list[str], params: str
+) -> None:
     """Record a finished stage; every output must exist."""
     record = compute_fingerprint(inputs, outputs, params)
     missing = [p for p, d in record["outputs"].items() if d == "missing"]

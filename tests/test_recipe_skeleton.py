@@ -1,0 +1,123 @@
+"""The shell side of recipes: parse_options.sh, the job launcher and fingerprinted stages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from speechkd.errors import ConfigError
+from speechkd.launch.spec import parse_launch_args
+from speechkd.utils.fingerprint import record_stage, stage_is_current
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bash(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def option_script(tmp_path: Path) -> Path:
+    script = tmp_path / "run.sh"
+    script.write_text(
+        "#!/usr/bin/env bash\nstage=0\nstop_stage=100\nuse_gpu=false\nnj=4\n"
+        f". {ROOT}/local/parse_options.sh || exit 1\n"
+        'echo "stage=$stage stop_stage=$stop_stage use_gpu=$use_gpu nj=$nj rest=$*"\n'
+    )
+    return script
+
+
+def test_parse_options_sets_variables(option_script: Path) -> None:
+    out = _bash(f"bash {option_script} --stop-stage 3 --nj=2 a b", option_script.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "stage=0 stop_stage=3 use_gpu=false nj=2 rest=a b"
+
+
+def test_parse_options_unknown_option_lists_valid_ones(option_script: Path) -> None:
+    out = _bash(f"bash {option_script} --stop_stag 3", option_script.parent)
+    assert out.returncode != 0
+    assert "unknown option --stop_stag" in out.stderr
+    assert "--stage --stop-stage --use-gpu --nj --config" in out.stderr
+
+
+def test_parse_options_config_file_and_booleans(option_script: Path) -> None:
+    (option_script.parent / "my.conf").write_text("nj=7\nuse_gpu=true\n")
+    out = _bash(f"bash {option_script} --config my.conf --stage 2", option_script.parent)
+    assert out.stdout.strip() == "stage=2 stop_stage=100 use_gpu=true nj=7 rest="
+    bad = _bash(f"bash {option_script} --use-gpu yes", option_script.parent)
+    assert bad.returncode != 0 and "takes true or false" in bad.stderr
+    missing = _bash(f"bash {option_script} --config nope.conf", option_script.parent)
+    assert missing.returncode != 0 and "nope.conf not found" in missing.stderr
+
+
+def test_launch_array_runs_every_task_and_names_failures(tmp_path: Path) -> None:
+    out = _bash(
+        f"{ROOT}/local/launch.sh --max-jobs-run 2 JOB=1:4 log/t.JOB.log "
+        "'echo task JOB; [ JOB -ne 3 ]'",
+        tmp_path,
+    )
+    assert out.returncode == 1
+    assert "task 3 failed with exit code 1; see log/t.3.log" in out.stderr
+    assert "1 / 4 failed" in out.stderr
+    for i in range(1, 5):
+        log = (tmp_path / f"log/t.{i}.log").read_text()
+        assert f"task {i}\n" in log
+        assert f"# Ended (code {0 if i != 3 else 1})" in log
+
+
+def test_launch_quotes_arguments_and_rejects_bad_options(tmp_path: Path) -> None:
+    out = _bash(f"{ROOT}/local/launch.sh JOB=2:3 log/q.JOB.log echo 'a  b' JOB", tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "a  b 3\n" in (tmp_path / "log/q.3.log").read_text()
+    with pytest.raises(ConfigError, match="unknown option --gpus"):
+        parse_launch_args(["--gpus", "1", "log", "true"])
+    with pytest.raises(ConfigError, match="must contain JOB"):
+        parse_launch_args(["JOB=1:2", "log/x.log", "true"])
+    with pytest.raises(ConfigError, match="empty job range"):
+        parse_launch_args(["JOB=3:2", "log/x.JOB.log", "true"])
+
+
+def test_fingerprint_skips_only_while_unchanged(tmp_path: Path) -> None:
+    inp, out, stamp = tmp_path / "in.txt", tmp_path / "out", tmp_path / "s/stage.json"
+    inp.write_text("a")
+    out.mkdir()
+    (out / "x").write_text("1")
+    with pytest.raises(FileNotFoundError):
+        record_stage(stamp, [str(inp)], [str(tmp_path / "absent")], "p")
+    assert stage_is_current(stamp, [str(inp)], [str(out)], "p") == (False, "never finished")
+    record_stage(stamp, [str(inp)], [str(out)], "p")
+    assert json.loads(stamp.read_text())["params"] == "p"
+    assert stage_is_current(stamp, [str(inp)], [str(out)], "p")[0]
+    assert stage_is_current(stamp, [str(inp)], [str(out)], "q") == (False, "parameters changed")
+    inp.write_text("b")
+    assert stage_is_current(stamp, [str(inp)], [str(out)], "p") == (False, f"input changed: {inp}")
+    record_stage(stamp, [str(inp)], [str(out)], "p")
+    (out / "x").unlink()
+    assert not stage_is_current(stamp, [str(inp)], [str(out)], "p")[0]
+
+
+def test_stage_lib_skips_then_reruns_on_change(tmp_path: Path) -> None:
+    script = f"""
+set -e
+. {ROOT}/local/stage_lib.sh
+stamp_dir=stamps
+run() {{
+  if stage_needed demo "in.txt" "out.txt" "$1"; then
+    cp in.txt out.txt; echo ran >> count; stage_done demo "in.txt" "out.txt" "$1"
+  fi
+}}
+echo hello > in.txt
+run a; run a; run b; echo x >> in.txt; run b
+"""
+    out = _bash(script, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "count").read_text().count("ran") == 3
+    assert "skipped (inputs, outputs and parameters unchanged)" in out.stderr
+    assert "running (parameters changed)" in out.stderr
