@@ -18,7 +18,7 @@ if [ -f "$_po_script" ]; then
     case "$_po_line" in
       *parse_options.sh*) break ;;
     esac
-    if [[ "$_po_line" =~ ^([a-z_][a-z0-9_]*)= ]]; then
+    if [[ "$_po_line" =~ ^([a-z_][a-z0-9_]*)= ]] && [ "${BASH_REMATCH[1]}" != help_message ]; then
       _po_valid+=("${BASH_REMATCH[1]}")
     fi
   done < "$_po_script"

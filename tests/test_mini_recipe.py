@@ -1,0 +1,55 @@
+"""End to end: the data stages of egs/mini/run.sh at tiny scale, skipping and re-running."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "egs" / "mini" / "run.sh"
+
+
+def _run(tmp: Path, *options: str) -> subprocess.CompletedProcess:
+    cmd = ["bash", str(RUN), "--scale", "tiny", "--data", str(tmp / "data"),
+           "--expdir", str(tmp / "exp"), "--bpe-vocab-size", "60", "--probe-epochs", "1",
+           *options]
+    env = dict(os.environ, speechkd_max_jobs="2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def mini_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    tmp = tmp_path_factory.mktemp("mini")
+    return tmp, _run(tmp, "--stage", "0", "--stop-stage", "4")
+
+
+def test_data_stages_make_manifests_features_units(mini_run) -> None:
+    tmp, _ = mini_run
+    data = tmp / "data"
+    for corpus, split in [("mini_asr", "train"), ("mini_asr", "test_ood"), ("mini_st", "dev"),
+                          ("mini_child", "test")]:
+        for kind in ("recordings", "supervisions", "cuts"):
+            assert (data / "manifests" / f"{corpus}_{kind}_{split}.jsonl.gz").is_file()
+        assert (data / "fbank" / f"{corpus}_cuts_{split}.jsonl.gz").is_file()
+    assert (data / "lang_bpe_60" / "bpe.model").is_file()
+    assert (data / "lang_whisper" / "tokenizer.json").is_file()
+    summary = json.loads((tmp / "exp/intelligibility_probe/probe-summary.json").read_text())
+    assert set(summary) == {"test", "test_ood"}
+    assert not list(data.rglob(".tmp-*")), "temporary files left behind"
+
+
+def test_rerun_skips_and_changed_config_reruns(mini_run) -> None:
+    tmp, _ = mini_run
+    again = _run(tmp, "--stage", "0", "--stop-stage", "4")
+    for name in ("corpus", "validate", "fbank", "units", "probe"):
+        assert f"stage '{name}': skipped" in again.stderr
+    changed = _run(tmp, "--stage", "3", "--stop-stage", "3", "--bpe-vocab-size", "50")
+    assert "stage 'units': running (parameters changed)" in changed.stderr
+    assert "stage 'corpus'" not in changed.stderr
+    assert (tmp / "data" / "lang_bpe_50" / "bpe.model").is_file()
