@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,3 +55,35 @@ def save_manifest(manifest: Any, path: str | os.PathLike) -> None:
     """Save a lhotse manifest (RecordingSet, SupervisionSet, CutSet, ...) atomically."""
     with atomic_path(path) as tmp:
         manifest.to_file(tmp)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` in one rename.
+
+    On failure the temporary directory is removed and ``path`` is left as it was. With
+    ``overwrite=False`` an existing ``path`` is kept and the new directory is discarded (safe for
+    caches filled by concurrent processes).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            if not overwrite:
+                return
+            old = temp_sibling(path)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                if overwrite or not path.exists():
+                    raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
