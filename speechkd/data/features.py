@@ -11,20 +11,24 @@
   Stored features are not padded to 30 s: :func:`pad_whisper_features` pads a matrix to 3000
   frames with the value the transformers extractor gives to padded silence.
 * :func:`load_mono_audio` -- a cut's waveform as float32 mono at a fixed rate (wav2vec2 input).
+* :func:`compute_and_store` -- features of a CutSet into one lilcom archive, failing loudly.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from lhotse import FeatureExtractor
+from lhotse import CutSet, FeatureExtractor, LilcomChunkyWriter
 from lhotse.cut import Cut
 from lhotse.features.base import register_extractor
 from lhotse.utils import EPSILON, Seconds, compute_num_frames_from_samples
+from tqdm import tqdm
 
 from speechkd.errors import ConfigError, DataError
 
@@ -121,7 +125,9 @@ def _as_mono_numpy(samples: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     if samples.ndim == 2 and samples.shape[0] == 1:
         samples = samples[0]
     if samples.ndim != 1:
-        raise DataError(f"{name} works on single-channel audio, got samples of shape {samples.shape}")
+        raise DataError(
+            f"{name} works on single-channel audio, got samples of shape {samples.shape}"
+        )
     return samples
 
 
@@ -193,7 +199,9 @@ class WhisperLogMelConfig:
 
     def __post_init__(self) -> None:
         if self.num_mel_bins not in (80, 128):
-            raise ConfigError(f"num_mel_bins for Whisper must be 80 or 128, got {self.num_mel_bins}")
+            raise ConfigError(
+                f"num_mel_bins for Whisper must be 80 or 128, got {self.num_mel_bins}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -322,3 +330,40 @@ def load_mono_audio(cut: Cut, sampling_rate: int = 16000, resample: bool = False
             raise DataError(f"{where}: expected mono audio, got {audio.shape[0]} channels")
         audio = audio[0]
     return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def check_sampling_rates(cuts: Iterable[Cut], sampling_rate: int) -> None:
+    """Raise DataError naming the first cuts whose audio is not at ``sampling_rate``."""
+    wrong = [c for c in cuts if c.sampling_rate != sampling_rate]
+    if wrong:
+        listed = "; ".join(
+            f"cut {c.id} ({recording_location(c)}) is {c.sampling_rate} Hz" for c in wrong[:10]
+        )
+        more = f" and {len(wrong) - 10} more" if len(wrong) > 10 else ""
+        raise DataError(
+            f"{len(wrong)} cut(s) not at the expected {sampling_rate} Hz: {listed}{more}"
+        )
+
+
+def compute_and_store(
+    cuts: CutSet, extractor: FeatureExtractor, storage_path: str | Path
+) -> tuple[CutSet, Path]:
+    """Extract features of every cut, in order, into one lilcom chunky archive.
+
+    Unlike ``CutSet.compute_and_store_features`` (which drops cuts whose audio fails to load),
+    a failure raises DataError naming the cut and its audio. Returns the cuts with features
+    attached and the archive's path (``storage_path`` plus ``.lca``).
+    """
+    out = []
+    with LilcomChunkyWriter(storage_path) as storage:
+        for cut in tqdm(cuts, desc=f"{extractor.name} features", total=len(cuts)):
+            try:
+                out.append(cut.compute_and_store_features(extractor, storage))
+            except (DataError, ConfigError):
+                raise
+            except Exception as err:
+                raise DataError(
+                    f"cut {cut.id} ({recording_location(cut)}): feature extraction failed ({err})"
+                ) from err
+        archive = Path(storage.storage_path)
+    return CutSet.from_cuts(out), archive

@@ -1,0 +1,127 @@
+"""Validate recordings/supervisions(/cuts) manifests against the audio and transcripts.
+
+Strict by default: any problem stops with an error naming the item, its file and the problem.
+
+    python -m speechkd.bin.validate_data \\
+        --recordings data/manifests/mini_asr_recordings_train.jsonl.gz \\
+        --supervisions data/manifests/mini_asr_supervisions_train.jsonl.gz \\
+        --sampling-rate 16000
+
+With ``--skip-bad`` bad items (and what depends on them) are dropped, counted in the log and
+listed in ``--bad-list``; the cleaned manifests go to ``--output-dir`` under the input names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from lhotse import CutSet, RecordingSet, SupervisionSet
+
+from speechkd.data.validate import (
+    DEFAULT_DURATION_TOLERANCE,
+    check_text_file,
+    save_manifests_together,
+    validate_manifests,
+    write_bad_list,
+)
+from speechkd.errors import ConfigError
+from speechkd.utils.logging import setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recordings", type=Path, required=True, help="RecordingSet manifest")
+    parser.add_argument("--supervisions", type=Path, required=True, help="SupervisionSet manifest")
+    parser.add_argument("--cuts", type=Path, default=None, help="optional CutSet manifest")
+    parser.add_argument(
+        "--sampling-rate", type=int, default=None, help="expected sampling rate of every file (Hz)"
+    )
+    parser.add_argument(
+        "--duration-tolerance",
+        type=float,
+        default=DEFAULT_DURATION_TOLERANCE,
+        help="allowed difference between file and manifest durations (s)",
+    )
+    parser.add_argument(
+        "--header-only",
+        action="store_true",
+        help="read only audio headers instead of decoding every file",
+    )
+    parser.add_argument(
+        "--text",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="text files (transcripts, LM text) that must be valid UTF-8",
+    )
+    parser.add_argument("--skip-bad", action="store_true", help="drop bad items instead of failing")
+    parser.add_argument(
+        "--bad-list",
+        type=Path,
+        default=None,
+        help="with --skip-bad: TSV of dropped items (default: OUTPUT_DIR/bad_list.tsv)",
+    )
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help="with --skip-bad: cleaned manifests go here"
+    )
+    parser.add_argument("--log-file", type=Path, default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.log_file)
+    if args.skip_bad and args.output_dir is None:
+        raise ConfigError("--skip-bad needs --output-dir for the cleaned manifests")
+    if not args.skip_bad and (args.bad_list is not None or args.output_dir is not None):
+        raise ConfigError("--bad-list and --output-dir are only used with --skip-bad")
+    inputs = [p for p in (args.recordings, args.supervisions, args.cuts) if p is not None]
+    outputs_paths = [args.output_dir / p.name for p in inputs] if args.skip_bad else []
+    for src, dst in zip(inputs, outputs_paths, strict=False):
+        if src.resolve() == dst.resolve():
+            raise ConfigError(f"--output-dir {args.output_dir} would overwrite the input {src}")
+
+    for text_file in args.text:
+        lines = check_text_file(text_file)
+        logger.info("%s: %d lines of valid UTF-8", text_file, len(lines))
+
+    recordings = RecordingSet.from_file(args.recordings)
+    supervisions = SupervisionSet.from_file(args.supervisions)
+    cuts = CutSet.from_file(args.cuts).to_eager() if args.cuts is not None else None
+    totals = {"recording": len(recordings), "supervision": len(supervisions)}
+    if cuts is not None:
+        totals["cut"] = len(cuts)
+    result = validate_manifests(
+        recordings,
+        supervisions,
+        cuts,
+        sampling_rate=args.sampling_rate,
+        duration_tolerance=args.duration_tolerance,
+        decode=not args.header_only,
+        skip_bad=args.skip_bad,
+    )
+    if not args.skip_bad:
+        logger.info("all good: %s", ", ".join(f"{n} {kind}s" for kind, n in totals.items()))
+        return
+
+    kept = {"recording": len(result.recordings), "supervision": len(result.supervisions)}
+    if result.cuts is not None:
+        kept["cut"] = len(result.cuts)
+    for kind, total in totals.items():
+        logger.info("%ss: %d kept, %d dropped", kind, kept[kind], total - kept[kind])
+    for problem in result.problems:
+        logger.warning("dropped %s", problem)
+    write_bad_list(result.problems, args.bad_list or args.output_dir / "bad_list.tsv")
+    outputs = [(result.recordings, outputs_paths[0]), (result.supervisions, outputs_paths[1])]
+    if cuts is not None:
+        outputs.append((result.cuts, outputs_paths[2]))
+    save_manifests_together(outputs)
+    logger.info("wrote cleaned manifests to %s", args.output_dir)
+
+
+if __name__ == "__main__":
+    main()
