@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from speechkd.errors import DataError
+from speechkd.errors import ConfigError, DataError
 
 # ISO 639-2/3 codes used by corpora (FLEURS, CommonVoice) that have an ISO 639-1 equivalent,
 # or that Whisper names with a 639-1 code (Filipino is decoded as Tagalog, "tl").
@@ -33,3 +34,15 @@ def to_iso639_1(code: str) -> str:
     if not _CODE.match(head):
         raise DataError(f"language code {code!r}: not of the form xx, xxx, xx-YY or xx_yy")
     return THREE_TO_TWO.get(head, head)
+
+
+def parse_language_list(values: str | Sequence[str]) -> list[str] | str:
+    """``"ca th"``, ``"ca,th"``, ``["ca", "th"]`` -> ``["ca", "th"]``; "auto"/"all" are kept."""
+    if isinstance(values, str):
+        values = [values]
+    codes = [code for value in values for code in re.split(r"[\s,]+", value) if code]
+    if len(codes) == 1 and codes[0] in ("auto", "all"):
+        return codes[0]
+    if not codes or "auto" in codes or "all" in codes:
+        raise ConfigError(f"language list {list(values)!r}: give codes, or just 'auto'")
+    return codes
