@@ -42,6 +42,13 @@ LANGUAGE = "en"
 SUBSETS = ("XS", "S", "M", "L", "XL", "DEV", "TEST")
 DEFAULT_SUBSETS = ("XL", "DEV", "TEST")  # as lhotse's "auto"
 
+if is_module_available("ijson"):
+    from ijson.common import JSONError
+
+    _IJSON_ERRORS: tuple[type[Exception], ...] = (JSONError,)
+else:
+    _IJSON_ERRORS = ()
+
 
 def iter_audios(json_path: Path) -> Iterator[dict[str, Any]]:
     """The entries of ``audios`` in GigaSpeech.json (streamed with ijson when available)."""
@@ -59,7 +66,11 @@ def iter_audios(json_path: Path) -> Iterator[dict[str, Any]]:
                 yield from json.load(f)["audios"]
     except UnicodeDecodeError as err:
         raise DataError(f"{json_path}: not valid UTF-8 ({err.reason})") from None
-    except (ValueError, KeyError) as err:  # json.JSONDecodeError and ijson errors are ValueErrors
+    except _IJSON_ERRORS as err:
+        if "UTF8" in str(err):
+            raise DataError(f"{json_path}: not valid UTF-8 ({err})") from None
+        raise DataError(f"{json_path}: not GigaSpeech metadata ({err})") from None
+    except (ValueError, KeyError) as err:  # json.JSONDecodeError is a ValueError
         raise DataError(f"{json_path}: not GigaSpeech metadata ({err})") from None
 
 
