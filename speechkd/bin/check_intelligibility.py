@@ -17,7 +17,9 @@ from pathlib import Path
 from lhotse import CutSet
 
 from speechkd.errors import ConfigError
+from speechkd.eval.decode_files import write_error_rate_files
 from speechkd.eval.intelligibility import ProbeConfig, train_and_decode
+from speechkd.eval.wer import Utterance, score_utterances
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.logging import setup_logging
 
@@ -35,8 +37,9 @@ def _select(cuts: CutSet, languages: set[str] | None, conditions: set[str] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--train", required=True, help="CutSet with stored features")
     parser.add_argument("--test", action="append", required=True, help="NAME=CUTS (repeatable)")
     parser.add_argument("--language", action="append", help="keep only these languages")
@@ -56,25 +59,39 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             raise ConfigError(f"--test {item!r}: expected NAME=CUTS")
         tests[name] = _select(CutSet.from_file(path), languages, None)
-    logger.info("training on %d cuts; testing on %s", len(train),
-                {k: len(v) for k, v in tests.items()})
+    logger.info(
+        "training on %d cuts; testing on %s", len(train), {k: len(v) for k, v in tests.items()}
+    )
     config = ProbeConfig(epochs=args.epochs, hidden=args.hidden, seed=args.seed)
     results = train_and_decode(train, tests, config)
-    from speechkd.eval.wer import compute_error_stats  # noqa: PLC0415
-
-    summary = {}
+    summary: dict[str, dict[str, float | int]] = {}
     for name, rows in results.items():
-        lines = [f"{cid}\tref={ref}\thyp={hyp}" for cid, ref, hyp in rows]
-        atomic_write_text(args.out_dir / f"recogs-{name}.txt", "\n".join(lines) + "\n")
-        refs = {cid: ref for cid, ref, _ in rows}
-        hyps = {cid: hyp for cid, _, hyp in rows}
-        summary[name] = {
-            "cer": compute_error_stats(refs, hyps, unit="char").error_rate,
-            "wer": compute_error_stats(refs, hyps, unit="word").error_rate,
-            "num_utts": len(rows),
-        }
-        logger.info("%s: CER %.2f%% WER %.2f%% (%d utterances)", name, summary[name]["cer"],
-                    summary[name]["wer"], len(rows))
+        summary[name] = {"num_utts": len(rows)}
+        for metric in ("wer", "cer"):
+            utts = [Utterance(cid, ref, hyp, lang) for cid, ref, hyp, lang in rows]
+            report = score_utterances(utts, metric=metric, allow_empty_ref=False)
+            write_error_rate_files(
+                args.out_dir / metric,
+                name,
+                report,
+                {"*": "probe: lower-case, no punctuation"},
+                command=" ".join(sys.argv),
+            )
+            summary[name][metric] = report.totals.rate
+        logger.info(
+            "%s: CER %.2f%% WER %.2f%% (%d utterances)",
+            name,
+            summary[name]["cer"],
+            summary[name]["wer"],
+            len(rows),
+        )
+    meta = {
+        "method": "intelligibility-probe",
+        "model": f"ctc-bilstm-{args.hidden}",
+        "description": "CTC character model trained from scratch on the synthetic speech",
+        "command": " ".join(sys.argv),
+    }
+    atomic_write_text(args.out_dir / "results_meta.json", json.dumps(meta, indent=1) + "\n")
     atomic_write_text(args.out_dir / "probe-summary.json", json.dumps(summary, indent=1) + "\n")
     return 0
 

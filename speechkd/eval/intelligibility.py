@@ -72,8 +72,8 @@ class CtcProbe(nn.Module):
         return self.output(y).log_softmax(-1), out_lengths
 
 
-def load_examples(cuts: CutSet) -> list[tuple[str, np.ndarray, str]]:
-    """(cut id, features, normalised text) of every cut; features must be stored."""
+def load_examples(cuts: CutSet) -> list[tuple[str, np.ndarray, str, str | None]]:
+    """(cut id, features, normalised text, language) of every cut; features must be stored."""
     examples = []
     for cut in cuts:
         if not cut.has_features:
@@ -81,7 +81,7 @@ def load_examples(cuts: CutSet) -> list[tuple[str, np.ndarray, str]]:
         text = normalise_for_probe(" ".join(s.text or "" for s in cut.supervisions))
         if not text:
             raise DataError(f"cut {cut.id}: empty transcript")
-        examples.append((cut.id, cut.load_features(), text))
+        examples.append((cut.id, cut.load_features(), text, cut.supervisions[0].language))
     return examples
 
 
@@ -127,9 +127,9 @@ def train_and_decode(
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     train_ex = load_examples(train)
-    symbols = [BLANK, *sorted({c for _, _, t in train_ex for c in t})]
+    symbols = [BLANK, *sorted({c for _, _, t, _ in train_ex for c in t})]
     vocab = {s: i for i, s in enumerate(symbols)}
-    stacked = np.concatenate([f for _, f, _ in train_ex])
+    stacked = np.concatenate([ex[1] for ex in train_ex])
     mean, std = stacked.mean(0), stacked.std(0) + 1e-5
     model = CtcProbe(train_ex[0][1].shape[1], len(symbols), config.hidden, config.layers)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr)
@@ -160,7 +160,7 @@ def train_and_decode(
             losses.append(loss.item())
         logger.info("epoch %d/%d: CTC loss %.3f", epoch + 1, config.epochs, float(np.mean(losses)))
     model.eval()
-    results: dict[str, list[tuple[str, str, str]]] = {}
+    results: dict[str, list[tuple[str, str, str, str | None]]] = {}
     with torch.no_grad():
         for name, cuts in tests.items():
             rows = []
@@ -168,6 +168,6 @@ def train_and_decode(
                 feats, lengths, _ = _collate(batch, vocab, mean, std)
                 log_probs, out_lengths = model(feats, lengths)
                 hyps = greedy_decode(log_probs, out_lengths, symbols)
-                rows.extend((ex[0], ex[2], hyp) for ex, hyp in zip(batch, hyps, strict=True))
+                rows.extend((ex[0], ex[2], hyp, ex[3]) for ex, hyp in zip(batch, hyps, strict=True))
             results[name] = sorted(rows)
     return results

@@ -1,0 +1,57 @@
+"""Write RESULTS.md from the scores-*.json files under experiment directories.
+
+Example::
+
+    python -m speechkd.bin.write_results --exp-dir exp --out RESULTS.md \\
+        --title "Mini corpus results" --commands-file exp/commands.log
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from speechkd.eval.results import write_results
+from speechkd.utils.logging import setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--exp-dir", action="append", required=True, help="experiment root (repeatable)"
+    )
+    parser.add_argument("--out", required=True, help="Markdown file to write (RESULTS.md)")
+    parser.add_argument("--title", default="Results")
+    parser.add_argument(
+        "--commands-file",
+        action="append",
+        default=[],
+        help="a log of the commands that produced the results (repeatable)",
+    )
+    parser.add_argument(
+        "--repo-dir", default=".", help="git checkout whose revision is reported (default: .)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = get_parser().parse_args(argv)
+    out = write_results(
+        args.exp_dir,
+        args.out,
+        title=args.title,
+        commands_files=args.commands_file,
+        repo_dir=args.repo_dir,
+    )
+    logger.info("wrote %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
