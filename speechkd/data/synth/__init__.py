@@ -1,0 +1,1 @@
+"""Synthetic corpus generation: espeak-ng speech, text grammars and word lists."""
