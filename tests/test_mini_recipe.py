@@ -15,7 +15,7 @@ RUN = ROOT / "egs" / "mini" / "run.sh"
 
 def _run(tmp: Path, *options: str) -> subprocess.CompletedProcess:
     cmd = ["bash", str(RUN), "--scale", "tiny", "--data", str(tmp / "data"),
-           "--expdir", str(tmp / "exp"), "--bpe-vocab-size", "60", "--probe-epochs", "1",
+           "--expdir", str(tmp / "exp"), "--bpe-vocab-size", "100", "--probe-epochs", "1",
            *options]
     env = dict(os.environ, speechkd_max_jobs="2")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
@@ -37,7 +37,7 @@ def test_data_stages_make_manifests_features_units(mini_run) -> None:
         for kind in ("recordings", "supervisions", "cuts"):
             assert (data / "manifests" / f"{corpus}_{kind}_{split}.jsonl.gz").is_file()
         assert (data / "fbank" / f"{corpus}_cuts_{split}.jsonl.gz").is_file()
-    assert (data / "lang_bpe_60" / "bpe.model").is_file()
+    assert (data / "lang_bpe_100" / "bpe.model").is_file()
     assert (data / "lang_whisper" / "tokenizer.json").is_file()
     summary = json.loads((tmp / "exp/intelligibility_probe/probe-summary.json").read_text())
     assert set(summary) == {"test", "test_ood"}
@@ -49,7 +49,7 @@ def test_rerun_skips_and_changed_config_reruns(mini_run) -> None:
     again = _run(tmp, "--stage", "0", "--stop-stage", "4")
     for name in ("corpus", "validate", "fbank", "units", "probe"):
         assert f"stage '{name}': skipped" in again.stderr
-    changed = _run(tmp, "--stage", "3", "--stop-stage", "3", "--bpe-vocab-size", "50")
+    changed = _run(tmp, "--stage", "3", "--stop-stage", "3", "--bpe-vocab-size", "90")
     assert "stage 'units': running (parameters changed)" in changed.stderr
     assert "stage 'corpus'" not in changed.stderr
-    assert (tmp / "data" / "lang_bpe_50" / "bpe.model").is_file()
+    assert (tmp / "data" / "lang_bpe_90" / "bpe.model").is_file()

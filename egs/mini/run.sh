@@ -14,8 +14,9 @@ seed=0
 data=data
 expdir=exp
 bpe_vocab_size=500
-probe_epochs=12   # intelligibility probe (stage 4)
-probe_languages="en de"
+bpe_languages="en de"  # raw text of these languages trains the BPE model
+probe_epochs=15   # intelligibility probe (stage 4)
+probe_languages="en"
 force=false
 
 help_message="Usage: $0 [options]; data in \$data, experiments in \$expdir"
@@ -30,14 +31,6 @@ manifests=$data/manifests
 fbank=$data/fbank
 synth_src=$SPEECHKD_ROOT/speechkd/data/synth
 
-corpus_splits() {  # "<corpus> <split>" for every cut manifest that stage 0 made
-  local f base
-  for f in "$manifests"/mini_*_cuts_*.jsonl.gz; do
-    base=$(basename "$f" .jsonl.gz)
-    echo "${base%%_cuts_*} ${base##*_cuts_}"
-  done
-}
-
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   log "Stage 0: synthetic mini corpus (scale=$scale, seed=$seed)"
   if stage_needed corpus "$synth_src" "$manifests $data/text" "scale=$scale seed=$seed"; then
@@ -49,32 +42,28 @@ fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: validate manifests and audio"
-  if stage_needed validate "$manifests" "$expdir/log/validate" ""; then
-    mkdir -p "$expdir/log/validate"
-    corpus_splits | while read -r corpus split; do
-      rec=$manifests/${corpus}_recordings_${split}.jsonl.gz
-      sup=$manifests/${corpus}_supervisions_${split}.jsonl.gz
-      python -m speechkd.bin.validate_data --recordings "$rec" --supervisions "$sup" \
-        --sampling-rate 16000 > "$expdir/log/validate/${corpus}_${split}.log" 2>&1 \
-        || { log "validation of $corpus/$split failed: see $expdir/log/validate/${corpus}_${split}.log"; exit 1; }
-      lhotse validate --read-data "$manifests/${corpus}_cuts_${split}.jsonl.gz" \
-        >> "$expdir/log/validate/${corpus}_${split}.log" 2>&1
+  if stage_needed validate "$manifests" "$expdir/log/validate.log" ""; then
+    # every recording decodes at 16 kHz, every transcript is non-empty, manifests agree; then
+    # lhotse's own validator over every cut with its audio
+    python -m speechkd.bin.validate_data --from-dir "$manifests" --pattern 'mini_*_recordings_*' \
+      --sampling-rate 16000 --log-file "$expdir/log/validate.log"
+    for cuts in "$manifests"/mini_*_cuts_*.jsonl.gz; do
+      lhotse validate --read-data "$cuts" >> "$expdir/log/validate.log" 2>&1 \
+        || { log "lhotse validate failed on $cuts: see $expdir/log/validate.log"; exit 1; }
     done
-    stage_done validate "$manifests" "$expdir/log/validate" ""
+    stage_done validate "$manifests" "$expdir/log/validate.log" ""
   fi
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "Stage 2: 80-dim fbank (kaldi-native-fbank, lilcom) with $nj jobs per split"
   if stage_needed fbank "$manifests" "$fbank" "nj-independent num_mel_bins=80"; then
-    corpus_splits | while read -r corpus split; do
-      $train_cmd JOB=1:$nj "$fbank/log/${corpus}_${split}.JOB.log" \
-        python -m speechkd.bin.compute_features --cuts "$manifests/${corpus}_cuts_${split}.jsonl.gz" \
-          --output-dir "$fbank" --prefix "$corpus" --split "$split" --feature-type fbank \
-          --num-mel-bins 80 --shard JOB/$nj
-      python -m speechkd.bin.compute_features --output-dir "$fbank" --prefix "$corpus" \
-        --split "$split" --merge "$nj"
-    done
+    $train_cmd JOB=1:$nj "$fbank/log/fbank.JOB.log" \
+      python -m speechkd.bin.compute_features --from-dir "$manifests" \
+        --pattern 'mini_*_cuts_*.jsonl.gz' --output-dir "$fbank" --feature-type fbank \
+        --num-mel-bins 80 --shard JOB/$nj
+    python -m speechkd.bin.compute_features --from-dir "$manifests" \
+      --pattern 'mini_*_cuts_*.jsonl.gz' --output-dir "$fbank" --merge "$nj"
     stage_done fbank "$manifests" "$fbank" "nj-independent num_mel_bins=80"
   fi
 fi
@@ -82,13 +71,14 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: units: sentencepiece BPE ($bpe_vocab_size) and the offline Whisper tokenizer"
   lang_bpe=$data/lang_bpe_$bpe_vocab_size
-  if stage_needed units "$data/text" "$lang_bpe $data/lang_whisper" "bpe=$bpe_vocab_size"; then
+  params="bpe=$bpe_vocab_size languages=$bpe_languages"
+  if stage_needed units "$data/text" "$lang_bpe $data/lang_whisper" "$params"; then
     texts=()
-    for f in "$data"/text/mini_raw_*.txt; do texts+=(--text "$f"); done
+    for l in $bpe_languages; do texts+=(--text "$data/text/mini_raw_$l.txt"); done
     python -m speechkd.bin.prepare_lang --type bpe --vocab-size "$bpe_vocab_size" "${texts[@]}" \
       --out-dir "$lang_bpe"
     python -m speechkd.bin.prepare_lang --type whisper --out-dir "$data/lang_whisper"
-    stage_done units "$data/text" "$lang_bpe $data/lang_whisper" "bpe=$bpe_vocab_size"
+    stage_done units "$data/text" "$lang_bpe $data/lang_whisper" "$params"
   fi
 fi
 

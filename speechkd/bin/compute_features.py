@@ -8,6 +8,12 @@
         --cuts ... --output-dir data/fbank --prefix mini_asr --split train --shard JOB/4
     python -m speechkd.bin.compute_features --output-dir data/fbank --prefix mini_asr \\
         --split train --merge 4
+    # every <prefix>_cuts_<split>.jsonl.gz of a manifest directory in one process per job
+    $train_cmd JOB=1:4 log/fbank.JOB.log python -m speechkd.bin.compute_features \\
+        --from-dir data/manifests --pattern 'mini_*_cuts_*.jsonl.gz' --output-dir data/fbank \\
+        --shard JOB/4
+    python -m speechkd.bin.compute_features --from-dir data/manifests \\
+        --pattern 'mini_*_cuts_*.jsonl.gz' --output-dir data/fbank --merge 4
 
 Outputs: ``<output-dir>/<prefix>_cuts_<split>[.J].jsonl.gz`` and the feature archive
 ``<output-dir>/<prefix>_feats_<split>[.J].lca``. Shard J (1-based) holds the J-th of N
@@ -142,12 +148,28 @@ def merge(output_dir: Path, prefix: str, split: str, num_shards: int) -> Path:
     return merged
 
 
+def inputs_from_dir(manifest_dir: Path, pattern: str) -> list[tuple[Path, str, str]]:
+    """(cuts file, prefix, split) of each ``<prefix>_cuts_<split>.jsonl.gz`` matching ``pattern``."""
+    found = []
+    for path in sorted(manifest_dir.glob(pattern)):
+        name = path.name.removesuffix(".jsonl.gz")
+        prefix, sep, split = name.partition("_cuts_")
+        if not sep or not prefix or not split:
+            raise DataError(f"{path}: expected a name <prefix>_cuts_<split>.jsonl.gz")
+        found.append((path, prefix, split))
+    if not found:
+        raise DataError(f"{manifest_dir}: no manifest matches {pattern!r}")
+    return found
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cuts", type=Path, help="input CutSet (not needed with --merge)")
     parser.add_argument("--output-dir", type=Path, required=True, help="e.g. data/fbank")
-    parser.add_argument("--prefix", required=True, help="corpus name, e.g. mini_asr")
-    parser.add_argument("--split", required=True, help="e.g. train, dev, test")
+    parser.add_argument("--prefix", help="corpus name, e.g. mini_asr")
+    parser.add_argument("--split", help="e.g. train, dev, test")
+    parser.add_argument("--from-dir", type=Path, help="process every matching CutSet of this dir")
+    parser.add_argument("--pattern", default="*_cuts_*.jsonl.gz", help="glob for --from-dir")
     parser.add_argument("--feature-type", choices=FEATURE_TYPES, default="fbank")
     parser.add_argument("--num-mel-bins", type=int, default=80, help="80 (fbank, whisper) or 128")
     parser.add_argument("--sampling-rate", type=int, default=16000, help="expected audio rate")
@@ -161,18 +183,26 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     setup_logging(args.log_file)
+    if args.from_dir is not None:
+        if args.cuts is not None or args.prefix is not None or args.split is not None:
+            raise ConfigError("--from-dir replaces --cuts, --prefix and --split")
+        inputs = inputs_from_dir(args.from_dir, args.pattern)
+    else:
+        if args.prefix is None or args.split is None:
+            raise ConfigError("--prefix and --split are required unless --from-dir is given")
+        if args.cuts is None and args.merge is None:
+            raise ConfigError("--cuts is required unless --merge or --from-dir is given")
+        inputs = [(args.cuts, args.prefix, args.split)]
     if args.merge is not None:
         if args.merge < 1:
             raise ConfigError(f"--merge needs a positive number of shards, got {args.merge}")
-        merge(args.output_dir, args.prefix, args.split, args.merge)
+        for _, prefix, split in inputs:
+            merge(args.output_dir, prefix, split, args.merge)
         return
-    if args.cuts is None:
-        raise ConfigError("--cuts is required unless --merge is given")
     shard = parse_shard(args.shard) if args.shard is not None else None
     extractor = make_extractor(args.feature_type, args.num_mel_bins, args.sampling_rate)
-    compute(
-        args.cuts, args.output_dir, args.prefix, args.split, extractor, shard, args.sampling_rate
-    )
+    for cuts_file, prefix, split in inputs:
+        compute(cuts_file, args.output_dir, prefix, split, extractor, shard, args.sampling_rate)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from speechkd.data.validate import (
     validate_manifests,
     write_bad_list,
 )
-from speechkd.errors import ConfigError
+from speechkd.errors import ConfigError, DataError
 from speechkd.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,14 @@ logger = logging.getLogger(__name__)
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recordings", type=Path, required=True, help="RecordingSet manifest")
-    parser.add_argument("--supervisions", type=Path, required=True, help="SupervisionSet manifest")
+    parser.add_argument("--recordings", type=Path, help="RecordingSet manifest")
+    parser.add_argument("--supervisions", type=Path, help="SupervisionSet manifest")
+    parser.add_argument(
+        "--from-dir",
+        type=Path,
+        help="validate every <prefix>_{recordings,supervisions,cuts}_<split> set of this dir",
+    )
+    parser.add_argument("--pattern", default="*_recordings_*.jsonl.gz", help="glob for --from-dir")
     parser.add_argument("--cuts", type=Path, default=None, help="optional CutSet manifest")
     parser.add_argument(
         "--sampling-rate", type=int, default=None, help="expected sampling rate of every file (Hz)"
@@ -79,19 +85,51 @@ def main(argv: list[str] | None = None) -> None:
         raise ConfigError("--skip-bad needs --output-dir for the cleaned manifests")
     if not args.skip_bad and (args.bad_list is not None or args.output_dir is not None):
         raise ConfigError("--bad-list and --output-dir are only used with --skip-bad")
-    inputs = [p for p in (args.recordings, args.supervisions, args.cuts) if p is not None]
+    if args.from_dir is not None:
+        if args.recordings or args.supervisions or args.cuts or args.skip_bad:
+            raise ConfigError("--from-dir replaces --recordings/--supervisions/--cuts/--skip-bad")
+        sets = manifest_sets(args.from_dir, args.pattern)
+    elif args.recordings is None or args.supervisions is None:
+        raise ConfigError("--recordings and --supervisions are required unless --from-dir")
+    else:
+        sets = [(args.recordings, args.supervisions, args.cuts)]
+    for text_file in args.text:
+        lines = check_text_file(text_file)
+        logger.info("%s: %d lines of valid UTF-8", text_file, len(lines))
+    for recordings, supervisions, cuts in sets:
+        validate_set(args, recordings, supervisions, cuts)
+
+
+def manifest_sets(manifest_dir: Path, pattern: str) -> list[tuple[Path, Path, Path | None]]:
+    """(recordings, supervisions, cuts or None) of every set matching ``pattern`` in a dir."""
+    sets = []
+    for rec in sorted(manifest_dir.glob(pattern)):
+        if "_recordings_" not in rec.name:
+            raise DataError(f"{rec}: expected a name <prefix>_recordings_<split>.jsonl.gz")
+        sup = rec.with_name(rec.name.replace("_recordings_", "_supervisions_", 1))
+        cuts = rec.with_name(rec.name.replace("_recordings_", "_cuts_", 1))
+        if not sup.is_file():
+            raise DataError(f"{rec}: its supervisions {sup} are missing")
+        sets.append((rec, sup, cuts if cuts.is_file() else None))
+    if not sets:
+        raise DataError(f"{manifest_dir}: no manifest matches {pattern!r}")
+    return sets
+
+
+def validate_set(
+    args: argparse.Namespace, rec_path: Path, sup_path: Path, cuts_path: Path | None
+) -> None:
+    """Validate one set of manifests (and write the cleaned set with --skip-bad)."""
+    logger.info("validating %s", rec_path)
+    inputs = [p for p in (rec_path, sup_path, cuts_path) if p is not None]
     outputs_paths = [args.output_dir / p.name for p in inputs] if args.skip_bad else []
     for src, dst in zip(inputs, outputs_paths, strict=False):
         if src.resolve() == dst.resolve():
             raise ConfigError(f"--output-dir {args.output_dir} would overwrite the input {src}")
 
-    for text_file in args.text:
-        lines = check_text_file(text_file)
-        logger.info("%s: %d lines of valid UTF-8", text_file, len(lines))
-
-    recordings = RecordingSet.from_file(args.recordings)
-    supervisions = SupervisionSet.from_file(args.supervisions)
-    cuts = CutSet.from_file(args.cuts).to_eager() if args.cuts is not None else None
+    recordings = RecordingSet.from_file(rec_path)
+    supervisions = SupervisionSet.from_file(sup_path)
+    cuts = CutSet.from_file(cuts_path).to_eager() if cuts_path is not None else None
     totals = {"recording": len(recordings), "supervision": len(supervisions)}
     if cuts is not None:
         totals["cut"] = len(cuts)

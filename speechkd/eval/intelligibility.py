@@ -32,9 +32,9 @@ def normalise_for_probe(text: str) -> str:
 
 @dataclass
 class ProbeConfig:
-    hidden: int = 192
-    layers: int = 3
-    epochs: int = 12
+    hidden: int = 160
+    layers: int = 2
+    epochs: int = 15
     lr: float = 2e-3
     max_frames: int = 20000
     seed: int = 0
