@@ -14,9 +14,21 @@ RUN = ROOT / "egs" / "mini" / "run.sh"
 
 
 def _run(tmp: Path, *options: str) -> subprocess.CompletedProcess:
-    cmd = ["bash", str(RUN), "--scale", "tiny", "--data", str(tmp / "data"),
-           "--expdir", str(tmp / "exp"), "--bpe-vocab-size", "100", "--probe-epochs", "1",
-           *options]
+    cmd = [
+        "bash",
+        str(RUN),
+        "--scale",
+        "tiny",
+        "--data",
+        str(tmp / "data"),
+        "--expdir",
+        str(tmp / "exp"),
+        "--bpe-vocab-size",
+        "100",
+        "--probe-epochs",
+        "1",
+        *options,
+    ]
     env = dict(os.environ, speechkd_max_jobs="2")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -26,28 +38,50 @@ def _run(tmp: Path, *options: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def mini_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     tmp = tmp_path_factory.mktemp("mini")
-    return tmp, _run(tmp, "--stage", "0", "--stop-stage", "4")
+    return tmp, _run(tmp, "--stage", "0", "--stop-stage", "5")
 
 
 def test_data_stages_make_manifests_features_units(mini_run) -> None:
     tmp, _ = mini_run
     data = tmp / "data"
-    for corpus, split in [("mini_asr", "train"), ("mini_asr", "test_ood"), ("mini_st", "dev"),
-                          ("mini_child", "test")]:
+    for corpus, split in [
+        ("mini_asr", "train"),
+        ("mini_asr", "test_ood"),
+        ("mini_st", "dev"),
+        ("mini_child", "test"),
+    ]:
         for kind in ("recordings", "supervisions", "cuts"):
             assert (data / "manifests" / f"{corpus}_{kind}_{split}.jsonl.gz").is_file()
         assert (data / "fbank" / f"{corpus}_cuts_{split}.jsonl.gz").is_file()
     assert (data / "lang_bpe_100" / "bpe.model").is_file()
     assert (data / "lang_whisper" / "tokenizer.json").is_file()
-    summary = json.loads((tmp / "exp/intelligibility_probe/probe-summary.json").read_text())
-    assert set(summary) == {"test", "test_ood"}
+    for den in ("lang_phone_en", "lang_char_en"):
+        assert (data / den / "den.fst.txt").is_file()
+    for name, metrics in [
+        ("phone_ctc", {"per"}),
+        ("char_ctc", {"wer", "cer"}),
+        ("char_mmi", {"wer", "cer"}),
+    ]:
+        summary = json.loads(
+            (tmp / f"exp/intelligibility_probe/{name}/probe-summary.json").read_text()
+        )
+        assert set(summary) == {"test", "test_ood"}
+        assert set(summary["test"]) == metrics | {"num_utts"}
     assert not list(data.rglob(".tmp-*")), "temporary files left behind"
 
 
 def test_rerun_skips_and_changed_config_reruns(mini_run) -> None:
     tmp, _ = mini_run
-    again = _run(tmp, "--stage", "0", "--stop-stage", "4")
-    for name in ("corpus", "validate", "fbank", "units", "probe"):
+    again = _run(tmp, "--stage", "0", "--stop-stage", "5")
+    for name in (
+        "corpus",
+        "validate",
+        "fbank",
+        "units",
+        "probe_phone_ctc",
+        "probe_char_ctc",
+        "probe_char_mmi",
+    ):
         assert f"stage '{name}': skipped" in again.stderr
     changed = _run(tmp, "--stage", "3", "--stop-stage", "3", "--bpe-vocab-size", "90")
     assert "stage 'units': running (parameters changed)" in changed.stderr

@@ -47,9 +47,9 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
     # lhotse's own validator over every cut with its audio
     python -m speechkd.bin.validate_data --from-dir "$manifests" --pattern 'mini_*_recordings_*' \
       --sampling-rate 16000 --log-file "$expdir/log/validate.log"
-    for cuts in "$manifests"/mini_*_cuts_*.jsonl.gz; do
-      lhotse validate --read-data "$cuts" >> "$expdir/log/validate.log" 2>&1 \
-        || { log "lhotse validate failed on $cuts: see $expdir/log/validate.log"; exit 1; }
+    for manifest in "$manifests"/mini_*.jsonl.gz; do
+      lhotse validate --read-data "$manifest" >> "$expdir/log/validate.log" 2>&1 \
+        || { log "lhotse validate failed on $manifest: see $expdir/log/validate.log"; exit 1; }
     done
     stage_done validate "$manifests" "$expdir/log/validate.log" ""
   fi
@@ -64,6 +64,11 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
         --num-mel-bins 80 --shard JOB/$nj
     python -m speechkd.bin.compute_features --from-dir "$manifests" \
       --pattern 'mini_*_cuts_*.jsonl.gz' --output-dir "$fbank" --merge "$nj"
+    for cuts in "$fbank"/mini_*_cuts_*.jsonl.gz; do
+      case "$cuts" in *_cuts_*.[0-9]*.jsonl.gz) continue ;; esac  # shard manifests
+      lhotse validate --read-data "$cuts" >> "$fbank/log/validate.log" 2>&1 \
+        || { log "lhotse validate failed on $cuts: see $fbank/log/validate.log"; exit 1; }
+    done
     stage_done fbank "$manifests" "$fbank" "nj-independent num_mel_bins=80"
   fi
 fi
@@ -72,29 +77,52 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: units: sentencepiece BPE ($bpe_vocab_size) and the offline Whisper tokenizer"
   lang_bpe=$data/lang_bpe_$bpe_vocab_size
   params="bpe=$bpe_vocab_size languages=$bpe_languages"
-  if stage_needed units "$data/text" "$lang_bpe $data/lang_whisper" "$params"; then
+  units_out="$lang_bpe $data/lang_whisper $data/lang_phone_en $data/lang_char_en"
+  if stage_needed units "$data/text" "$units_out" "$params"; then
     texts=()
     for l in $bpe_languages; do texts+=(--text "$data/text/mini_raw_$l.txt"); done
     python -m speechkd.bin.prepare_lang --type bpe --vocab-size "$bpe_vocab_size" "${texts[@]}" \
       --out-dir "$lang_bpe"
     python -m speechkd.bin.prepare_lang --type whisper --out-dir "$data/lang_whisper"
-    stage_done units "$data/text" "$lang_bpe $data/lang_whisper" "$params"
+    # English phones (espeak-ng) and characters with their LF-MMI denominator graphs (CTC
+    # topology), estimated on the raw text corpus
+    python -m speechkd.bin.make_den_graph --text "$data/text/mini_raw_en.txt" --lexicon espeak:en \
+      --unit phone --silence none --order 4 --topology ctc --out-dir "$data/lang_phone_en" \
+      --log-file "$expdir/log/make_den_graph_phone_en.log"
+    python -m speechkd.bin.make_den_graph --text "$data/text/mini_raw_en.txt" --unit char \
+      --silence '|' --sil-prob 1 --sil-prob-boundary 0 --order 4 --topology ctc \
+      --out-dir "$data/lang_char_en" --log-file "$expdir/log/make_den_graph_char_en.log"
+    stage_done units "$data/text" "$units_out" "$params"
   fi
 fi
 
-if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
-  log "Stage 4: intelligibility probe: a CTC model trained from scratch on $probe_languages"
-  probe=$expdir/intelligibility_probe
-  params="epochs=$probe_epochs languages=$probe_languages seed=$seed"
-  if stage_needed probe "$fbank" "$probe/probe-summary.json" "$params"; then
-    lang_opts=()
+probe() {  # probe <name> <options...>: train and score one intelligibility probe
+  local name=$1; shift
+  local dir=$expdir/intelligibility_probe/$name
+  local params="epochs=$probe_epochs languages=$probe_languages seed=$seed $*"
+  if stage_needed "probe_$name" "$fbank $data/lang_phone_en $data/lang_char_en" \
+      "$dir/probe-summary.json" "$params"; then
+    local lang_opts=() l
     for l in $probe_languages; do lang_opts+=(--language "$l"); done
     python -m speechkd.bin.check_intelligibility --train "$fbank/mini_asr_cuts_train.jsonl.gz" \
       --test "test=$fbank/mini_asr_cuts_test.jsonl.gz" \
       --test "test_ood=$fbank/mini_asr_cuts_test_ood.jsonl.gz" \
-      "${lang_opts[@]}" --epochs "$probe_epochs" --seed "$seed" --out-dir "$probe"
-    stage_done probe "$fbank" "$probe/probe-summary.json" "$params"
+      "${lang_opts[@]}" --epochs "$probe_epochs" --seed "$seed" --out-dir "$dir" "$@"
+    stage_done "probe_$name" "$fbank $data/lang_phone_en $data/lang_char_en" \
+      "$dir/probe-summary.json" "$params"
   fi
+}
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "Stage 4: intelligibility probes: CTC models trained from scratch on $probe_languages"
+  probe phone_ctc --phones "$data/lang_phone_en/phones.txt" --espeak-voice en
+  probe char_ctc --chars "$data/lang_char_en/phones.txt"
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  log "Stage 5: the same character model trained with LF-MMI (denominator from the raw text)"
+  probe char_mmi --chars "$data/lang_char_en/phones.txt" --loss mmi \
+    --den-graph "$data/lang_char_en/den.fst.txt"
 fi
 
 if [ $stage -le 100 ] && [ $stop_stage -ge 100 ]; then

@@ -4,6 +4,13 @@ Example::
 
     python -m speechkd.bin.check_intelligibility --train data/fbank/mini_asr_cuts_train.jsonl.gz \\
         --test test=data/fbank/mini_asr_cuts_test.jsonl.gz --language en --out-dir exp/probe
+    # espeak-ng phones as units (phone error rate), trained with LF-MMI against a denominator
+    # graph made by speechkd.bin.make_den_graph (CTC topology, same phones.txt)
+    python -m speechkd.bin.check_intelligibility ... --phones data/lang_phone_en/phones.txt \\
+        --espeak-voice en --loss mmi --den-graph data/lang_phone_en/den.fst.txt
+
+Characters: CER and WER are written to OUT/cer and OUT/wer. Phones: the phone error rate is
+written to OUT/per (the "wer" of the space-separated phone sequences).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from lhotse import CutSet
 
 from speechkd.errors import ConfigError
 from speechkd.eval.decode_files import write_error_rate_files
-from speechkd.eval.intelligibility import ProbeConfig, train_and_decode
+from speechkd.eval.intelligibility import ProbeConfig, Units, train_and_decode
 from speechkd.eval.wer import Utterance, score_utterances
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.logging import setup_logging
@@ -47,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=ProbeConfig.epochs)
     parser.add_argument("--hidden", type=int, default=ProbeConfig.hidden)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--phones", type=Path, help="phones.txt: espeak-ng phones as units")
+    parser.add_argument(
+        "--chars", type=Path, help="phones.txt of --unit char ('|' = space): fixed character units"
+    )
+    parser.add_argument("--espeak-voice", default="en", help="voice that phonemises transcripts")
+    parser.add_argument("--loss", choices=["ctc", "mmi"], default="ctc")
+    parser.add_argument("--den-graph", type=Path, help="den.fst.txt (CTC topology) for --loss mmi")
     args = parser.parse_args(argv)
     setup_logging(args.out_dir / "log" / "probe.log")
     if args.epochs < 1 or args.hidden < 1:
@@ -62,33 +76,46 @@ def main(argv: list[str] | None = None) -> int:
     logger.info(
         "training on %d cuts; testing on %s", len(train), {k: len(v) for k, v in tests.items()}
     )
-    config = ProbeConfig(epochs=args.epochs, hidden=args.hidden, seed=args.seed)
-    results = train_and_decode(train, tests, config)
+    if args.loss == "mmi" and (args.den_graph is None or not (args.phones or args.chars)):
+        raise ConfigError("--loss mmi needs --den-graph and the unit table (--phones or --chars)")
+    if args.phones and args.chars:
+        raise ConfigError("give --phones or --chars, not both")
+    units = None
+    if args.phones:
+        units = Units.espeak_phones(args.phones, args.espeak_voice)
+    elif args.chars:
+        units = Units.character_table(args.chars)
+    phone_units = args.phones is not None
+    den_graph = None
+    if args.den_graph is not None:
+        from speechkd.mmi import Fsa  # noqa: PLC0415
+
+        den_graph = Fsa.from_openfst(args.den_graph.read_text(encoding="utf-8"))
+    config = ProbeConfig(epochs=args.epochs, hidden=args.hidden, seed=args.seed, loss=args.loss)
+    results = train_and_decode(train, tests, config, units, den_graph)
+    metrics = {"per": "wer"} if phone_units else {"wer": "wer", "cer": "cer"}
     summary: dict[str, dict[str, float | int]] = {}
     for name, rows in results.items():
         summary[name] = {"num_utts": len(rows)}
-        for metric in ("wer", "cer"):
-            utts = [Utterance(cid, ref, hyp, lang) for cid, ref, hyp, lang in rows]
+        utts = [Utterance(cid, ref, hyp, lang) for cid, ref, hyp, lang in rows]
+        for label, metric in metrics.items():
             report = score_utterances(utts, metric=metric, allow_empty_ref=False)
             write_error_rate_files(
-                args.out_dir / metric,
+                args.out_dir / label,
                 name,
                 report,
                 {"*": "probe: lower-case, no punctuation"},
                 command=" ".join(sys.argv),
             )
-            summary[name][metric] = report.totals.rate
-        logger.info(
-            "%s: CER %.2f%% WER %.2f%% (%d utterances)",
-            name,
-            summary[name]["cer"],
-            summary[name]["wer"],
-            len(rows),
-        )
+            summary[name][label] = report.totals.rate
+        rates = ", ".join(f"{k.upper()} {summary[name][k]:.2f}%" for k in metrics)
+        logger.info("%s: %s (%d utterances)", name, rates, len(rows))
+    unit_name = "phone" if phone_units else "char"
     meta = {
         "method": "intelligibility-probe",
-        "model": f"ctc-bilstm-{args.hidden}",
-        "description": "CTC character model trained from scratch on the synthetic speech",
+        "model": f"conv{args.hidden}-{unit_name}-{args.loss}",
+        "description": f"{args.loss.upper()} {unit_name} model trained from scratch on the "
+        "synthetic speech",
         "command": " ".join(sys.argv),
     }
     atomic_write_text(args.out_dir / "results_meta.json", json.dumps(meta, indent=1) + "\n")
