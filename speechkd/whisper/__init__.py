@@ -50,4 +50,20 @@ __all__ = [
 ]
 
 # --- PEFT and pruning (apply_peft, ...) ---------------------------------------------------------
-# Exports of peft_*.py, s2lora.py, pruning.py and params.py go in this block.
+from speechkd.whisper.peft_methods import (  # noqa: E402
+    PEFT_METHODS,
+    after_optimizer_step,
+    apply_peft,
+    merge_peft,
+    peft_regularization,
+    set_base_trainable,
+)
+
+__all__ += [
+    "PEFT_METHODS",
+    "after_optimizer_step",
+    "apply_peft",
+    "merge_peft",
+    "peft_regularization",
+    "set_base_trainable",
+]

@@ -1,0 +1,156 @@
+"""Trainable / inference parameter table of every Whisper PEFT method (S2-LoRA paper's Table 2,
+PEPSI's parameter columns), built from config on the meta device: no weights, no download.
+
+Percentages are of the Whisper total (adapters excluded), as in the S2-LoRA paper. PEPSI's alive
+count after pruning follows from the exact global magnitude pruning: total − round(s · prunable);
+``--materialize`` checks it by pruning a randomly initialised model on CPU (whisper-large: about
+8 GB of memory and minutes).
+
+Examples::
+
+    python -m speechkd.bin.peft_param_table
+    python -m speechkd.bin.peft_param_table --size medium --pepsi-size large --out params.md
+    python -m speechkd.bin.peft_param_table --pepsi-size small --materialize
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from speechkd.utils.atomic import atomic_write_text
+from speechkd.utils.logging import setup_logging
+from speechkd.whisper.params import WHISPER_SIZES, build_whisper, count_parameters
+from speechkd.whisper.peft_methods import apply_peft
+from speechkd.whisper.pruning import (
+    init_masks,
+    prunable_parameters,
+    prune_round,
+    prune_schedule,
+    pruned_count,
+)
+
+logger = logging.getLogger(__name__)
+
+# S2-LoRA paper, Table 2 (whisper-medium): "#Trainable Params".
+PAPER_TABLE2: dict[str, str] = {
+    "full": "100%",
+    "glora": "0.81%",
+    "adalora": "0.46%",
+    "lora": "0.31%",
+    "bitfit": "0.08%",
+    "ia3": "0.03%",
+    "alpha_lora": "0.31%",
+    "s2lora": "0.02%",
+}
+METHOD_OPTIONS: dict[str, dict] = {"adalora": {"total_step": 1000}}
+
+
+def table2_rows(size: str) -> list[list[str]]:
+    """One row per S2-LoRA-paper method: method, trainable, % of total, paper's %, inference."""
+    rows = []
+    for method, paper in PAPER_TABLE2.items():
+        model = apply_peft(build_whisper(size), method, **METHOD_OPTIONS.get(method, {}))
+        counts = count_parameters(model)
+        rows.append(
+            [
+                method,
+                f"{counts.trainable:,}",
+                f"{counts.trainable_percent:.2f}%",
+                paper,
+                f"{counts.total:,}",
+            ]
+        )
+    return rows
+
+
+def pepsi_rows(size: str, sparsity: float, materialize: bool) -> list[list[str]]:
+    """PEPSI's columns: trainable and inference (alive) parameters, LoRA and pruned variants."""
+    lora_model = apply_peft(build_whisper(size), "pepsi")
+    lora = count_parameters(lora_model)
+    n_prunable = sum(p.numel() for p in prunable_parameters(lora_model).values())
+    pepsi_alive = lora.alive - pruned_count(n_prunable, sparsity)
+    plain = build_whisper(size)
+    n_prunable_plain = sum(p.numel() for p in prunable_parameters(plain).values())
+    lth_alive = lora.total - pruned_count(n_prunable_plain, sparsity)
+    rows = [
+        ["zero-shot", "-", f"{lora.total:,}", "-", "-"],
+        ["FFT", f"{lora.total:,}", f"{lora.total:,}", "-", "-"],
+        ["LoRA (decoder q,v)", f"{lora.trainable:,}", f"{lora.alive:,}", "-", "-"],
+        [
+            f"LTH ({sparsity:.0%} pruned)",
+            "-",
+            f"{lth_alive:,}",
+            f"{n_prunable_plain:,}",
+            f"{lth_alive / lora.total:.3f}",
+        ],
+        [
+            f"PEPSI ({sparsity:.0%} pruned)",
+            f"{lora.trainable:,}",
+            f"{pepsi_alive:,}",
+            f"{n_prunable:,}",
+            f"{pepsi_alive / lora.total:.3f}",
+        ],
+    ]
+    if materialize:
+        start = time.time()
+        model = apply_peft(build_whisper(size, device="cpu"), "pepsi")
+        masks = init_masks(model)
+        for step in prune_schedule(sparsity):
+            masks = prune_round(model, masks, step)
+        measured = count_parameters(model, masks).alive
+        logger.info("materialised pruning of whisper-%s: %.0f s", size, time.time() - start)
+        if measured != pepsi_alive:
+            raise RuntimeError(f"pruned alive count {measured} != expected {pepsi_alive}")
+        rows[-1][0] += " (pruning run)"
+    return rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", default="medium", choices=sorted(WHISPER_SIZES))
+    parser.add_argument("--pepsi-size", default="large", choices=sorted(WHISPER_SIZES))
+    parser.add_argument("--sparsity", type=float, default=0.5, help="PEPSI target sparsity")
+    parser.add_argument(
+        "--materialize",
+        action="store_true",
+        help="also prune a randomly initialised --pepsi-size model to verify the alive count",
+    )
+    parser.add_argument("--out", default=None, help="markdown file to write (atomically)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    text = "\n\n".join(
+        [
+            f"### Trainable parameters, whisper-{args.size} (S2-LoRA paper, Table 2)",
+            markdown_table(
+                ["method", "#trainable", "% of Whisper", "paper", "Whisper total"],
+                table2_rows(args.size),
+            ),
+            f"### PEPSI parameters, whisper-{args.pepsi_size}",
+            markdown_table(
+                ["model", "#train params", "#test (alive) params", "#prunable", "alive ratio"],
+                pepsi_rows(args.pepsi_size, args.sparsity, args.materialize),
+            ),
+        ]
+    )
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text + "\n")
+
+
+if __name__ == "__main__":
+    main()

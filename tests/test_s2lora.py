@@ -1,0 +1,140 @@
+"""S2-LoRA: sharing per module group, regulariser values, merge equality, rank extraction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechkd.whisper.params import build_whisper, small_whisper_config
+from speechkd.whisper.peft_methods import apply_peft, merge_peft, peft_regularization
+from speechkd.whisper.s2lora import (
+    S2LoraLinear,
+    rank_matrices,
+    s2lora_layers,
+    s2lora_ranks,
+    s2lora_regularizer,
+    shared_pairs,
+)
+
+D_MODEL, FFN, LAYERS = 64, 128, 2
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest (and stably on a busy machine) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_s2lora(seed: int = 0):
+    torch.manual_seed(seed)
+    model = build_whisper(small_whisper_config(), device="cpu").eval()
+    return apply_peft(model, "s2lora")
+
+
+def inputs(seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(2, 16, 32, generator=g)
+    tokens = torch.randint(0, 120, (2, 5), generator=g)
+    return features, tokens
+
+
+def test_one_shared_pair_per_module_group():
+    model = tiny_s2lora()
+    pairs = shared_pairs(model)
+    assert sorted(pairs) == ["dec_cam", "dec_ffm", "dec_sam", "enc_ffm", "enc_sam"]
+    layers = s2lora_layers(model)
+    # q, k, v, out per attention module; fc1, fc2 per FFN module.
+    assert len(layers) == LAYERS * (4 + 2) + LAYERS * (4 + 4 + 2)
+    for name, layer in layers.items():
+        group = ("enc_" if ".encoder." in name else "dec_") + (
+            "cam" if "encoder_attn" in name else "ffm" if ".fc" in name else "sam"
+        )
+        assert layer.pair is pairs[group], name
+        assert layer.transpose == name.endswith("fc2")
+    assert pairs["enc_ffm"].B.shape == (FFN, 8) and pairs["enc_ffm"].A.shape == (8, D_MODEL)
+    assert pairs["dec_sam"].B.shape == (D_MODEL, 8) and pairs["dec_sam"].A.shape == (8, D_MODEL)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    n_coeff = sum(1 for n in trainable if n.endswith("s2lora_s"))
+    assert n_coeff == len(layers)
+    assert len(trainable) == n_coeff + 2 * 5
+    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert count == 8 * len(layers) + 3 * 8 * 2 * D_MODEL + 2 * 8 * (D_MODEL + FFN)
+
+
+def test_init_is_identity_and_shapes_follow_transpose():
+    model = tiny_s2lora()
+    for layer in s2lora_layers(model).values():
+        assert torch.count_nonzero(layer.s2lora_s) == 0
+        assert layer.delta_weight().shape == layer.base_layer.weight.shape
+    pair = shared_pairs(model)["enc_sam"]
+    assert 0.015 < float(pair.A.detach().std()) < 0.025  # N(0, 0.02)
+
+
+def test_regularizer_value():
+    model = tiny_s2lora()
+    layers = list(s2lora_layers(model).values())
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            layer.s2lora_s.fill_(0.01 * (i + 1))
+            layer.s2lora_s[0] = -0.5
+    l1 = sum(float(layer.s2lora_s.detach().abs().sum()) for layer in layers) / len(layers)
+    l2 = 0.0
+    for pair in shared_pairs(model).values():
+        col = sum(float(pair.B[:, k].detach().norm()) for k in range(8))
+        row = sum(float(pair.A[k, :].detach().norm()) for k in range(8))
+        l2 += (col + row) / 16
+    expected = 0.05 * l1 + 0.1 * l2
+    assert float(s2lora_regularizer(model).detach()) == pytest.approx(expected, rel=1e-5)
+    assert float(peft_regularization(model).detach()) == pytest.approx(expected, rel=1e-5)
+    assert float(s2lora_regularizer(model, alpha1=1.0, alpha2=0.0).detach()) == pytest.approx(
+        l1, rel=1e-5
+    )
+
+
+def test_merged_and_unmerged_outputs_equal():
+    model = tiny_s2lora()
+    with torch.no_grad():
+        for layer in s2lora_layers(model).values():
+            layer.s2lora_s.normal_(0.0, 1.0)
+    features, tokens = inputs()
+    with torch.no_grad():
+        unmerged = model(input_features=features, decoder_input_ids=tokens).logits
+    merged_model = merge_peft(model)
+    assert not any(isinstance(m, S2LoraLinear) for m in merged_model.modules())
+    assert not any("s2lora" in n for n, _ in merged_model.named_parameters())
+    with torch.no_grad():
+        merged = merged_model(input_features=features, decoder_input_ids=tokens).logits
+    torch.manual_seed(0)
+    base = build_whisper(small_whisper_config(), device="cpu").eval()
+    with torch.no_grad():
+        plain = base(input_features=features, decoder_input_ids=tokens).logits
+    torch.testing.assert_close(merged, unmerged, rtol=1e-4, atol=1e-5)
+    assert (merged - plain).abs().max() > 1e-3  # the update is not trivially zero
+
+
+def test_gradient_reaches_shared_pair_and_coefficients():
+    model = tiny_s2lora()
+    model.train()
+    features, tokens = inputs()
+    out = model(input_features=features, decoder_input_ids=tokens, labels=tokens)
+    (out.loss + peft_regularization(model)).backward()
+    layer = next(iter(s2lora_layers(model).values()))
+    assert layer.s2lora_s.grad is not None and layer.s2lora_s.grad.abs().sum() > 0
+    assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
+
+
+def test_rank_distribution():
+    model = tiny_s2lora()
+    layers = s2lora_layers(model)
+    with torch.no_grad():
+        for name, layer in layers.items():
+            if name.endswith("v_proj"):
+                layer.s2lora_s.copy_(torch.tensor([1.0, -2e-4, 5e-5, 0, 0, 0, 0, 0.3]))
+    ranks = s2lora_ranks(model)
+    assert all(ranks[n] == (3 if n.endswith("v_proj") else 0) for n in layers)
+    matrices = rank_matrices(ranks)
+    assert matrices["enc_sam"] == [[0, 0], [3, 3], [0, 0], [0, 0]]  # rows q, v, k, o
+    assert matrices["dec_ffm"] == [[0, 0], [0, 0]]
