@@ -123,6 +123,9 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: the same character model trained with LF-MMI (denominator from the raw text)"
   probe char_mmi --chars "$data/lang_char_en/phones.txt" --loss mmi \
     --den-graph "$data/lang_char_en/den.fst.txt"
+  # the CTC model decoded like the LF-MMI one (with the denominator's character LM)
+  probe char_ctc_graph --chars "$data/lang_char_en/phones.txt" --decode graph \
+    --den-graph "$data/lang_char_en/den.fst.txt"
 fi
 
 if [ $stage -le 100 ] && [ $stop_stage -ge 100 ]; then

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -61,7 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--espeak-voice", default="en", help="voice that phonemises transcripts")
     parser.add_argument("--loss", choices=["ctc", "mmi"], default="ctc")
     parser.add_argument("--den-graph", type=Path, help="den.fst.txt (CTC topology) for --loss mmi")
+    parser.add_argument(
+        "--decode",
+        choices=["greedy", "graph"],
+        help="greedy CTC or frame posteriors under --den-graph (default: graph for mmi)",
+    )
     args = parser.parse_args(argv)
+    command = "python -m speechkd.bin.check_intelligibility " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
     setup_logging(args.out_dir / "log" / "probe.log")
     if args.epochs < 1 or args.hidden < 1:
         raise ConfigError("--epochs and --hidden must be positive")
@@ -91,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         from speechkd.mmi import Fsa  # noqa: PLC0415
 
         den_graph = Fsa.from_openfst(args.den_graph.read_text(encoding="utf-8"))
-    config = ProbeConfig(epochs=args.epochs, hidden=args.hidden, seed=args.seed, loss=args.loss)
+    decode = args.decode or ("graph" if args.loss == "mmi" else "greedy")
+    config = ProbeConfig(
+        epochs=args.epochs, hidden=args.hidden, seed=args.seed, loss=args.loss, decode=decode
+    )
     results = train_and_decode(train, tests, config, units, den_graph)
     metrics = {"per": "wer"} if phone_units else {"wer": "wer", "cer": "cer"}
     summary: dict[str, dict[str, float | int]] = {}
@@ -105,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 name,
                 report,
                 {"*": "probe: lower-case, no punctuation"},
-                command=" ".join(sys.argv),
+                command=command,
             )
             summary[name][label] = report.totals.rate
         rates = ", ".join(f"{k.upper()} {summary[name][k]:.2f}%" for k in metrics)
@@ -113,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     unit_name = "phone" if phone_units else "char"
     meta = {
         "method": "intelligibility-probe",
-        "model": f"conv{args.hidden}-{unit_name}-{args.loss}",
+        "model": f"conv{args.hidden}-{unit_name}-{args.loss}-{decode}",
         "description": f"{args.loss.upper()} {unit_name} model trained from scratch on the "
-        "synthetic speech",
-        "command": " ".join(sys.argv),
+        f"synthetic speech, {decode} decoding",
+        "command": command,
     }
     atomic_write_text(args.out_dir / "results_meta.json", json.dumps(meta, indent=1) + "\n")
     atomic_write_text(args.out_dir / "probe-summary.json", json.dumps(summary, indent=1) + "\n")

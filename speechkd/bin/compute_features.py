@@ -149,7 +149,7 @@ def merge(output_dir: Path, prefix: str, split: str, num_shards: int) -> Path:
 
 
 def inputs_from_dir(manifest_dir: Path, pattern: str) -> list[tuple[Path, str, str]]:
-    """(cuts file, prefix, split) of each ``<prefix>_cuts_<split>.jsonl.gz`` matching ``pattern``."""
+    """(cuts file, prefix, split) of each ``<prefix>_cuts_<split>.jsonl.gz`` matching a glob."""
     found = []
     for path in sorted(manifest_dir.glob(pattern)):
         name = path.name.removesuffix(".jsonl.gz")

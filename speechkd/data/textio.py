@@ -9,7 +9,7 @@ from speechkd.errors import DataError
 
 
 def read_utf8_lines(path: str | os.PathLike) -> list[str]:
-    """Return the lines of ``path`` without line endings; fail on invalid UTF-8 or a missing file."""
+    """The lines of ``path`` without line endings; invalid UTF-8 or a missing file is an error."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")

@@ -90,6 +90,7 @@ class ProbeConfig:
     max_frames: int = 20000
     seed: int = 0
     loss: str = "ctc"  # or "mmi" (needs a denominator graph)
+    decode: str = "greedy"  # or "graph": frame posteriors under the denominator graph
 
 
 class CtcProbe(nn.Module):
@@ -235,6 +236,10 @@ def train_and_decode(
         optimiser,
         lambda s: min(1.0, (s + 1) / (0.1 * total)) * 0.5 * (1 + math.cos(math.pi * s / total)),
     )
+    if config.decode not in ("greedy", "graph"):
+        raise ConfigError(f"probe decode must be 'greedy' or 'graph', got {config.decode!r}")
+    if config.decode == "graph" and den_graph is None:
+        raise ConfigError("decode 'graph' needs a denominator graph")
     loss_fn = _make_loss(config, den_graph)
     for epoch in range(config.epochs):
         model.train()
@@ -259,6 +264,12 @@ def train_and_decode(
             for batch in _batches(examples, config.max_frames, None):
                 feats, lengths = _collate(batch, mean, std)
                 log_probs, out_lengths = model(feats, lengths)
+                if config.decode == "graph":
+                    # frame posteriors under the denominator graph (unit LM x CTC topology): the
+                    # decoder for LF-MMI outputs, which are pseudo log-likelihoods
+                    from speechkd.mmi import occupation_posteriors
+
+                    _, log_probs = occupation_posteriors(den_graph, log_probs, out_lengths)
                 hyps = greedy_decode(log_probs, out_lengths, units)
                 for ex, hyp in zip(batch, hyps, strict=True):
                     ref = units.separator.join(units.reference(ex[2]))

@@ -198,7 +198,11 @@ def render_commands(entries: Sequence[ScoreEntry], extra_commands: Sequence[str]
             continue
         seen.add(e.rel)
         own = [s for s in entries if s.experiment is e]
-        commands = e.commands + [str(s.payload["command"]) for s in own if "command" in s.payload]
+        commands = list(
+            dict.fromkeys(
+                e.commands + [str(s.payload["command"]) for s in own if "command" in s.payload]
+            )
+        )
         if commands:
             lines += [f"`{e.rel}` ({e.method}, {e.model}):", "", "```bash", *commands, "```", ""]
     return lines
