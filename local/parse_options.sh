@@ -12,17 +12,21 @@
 
 _po_script=${BASH_SOURCE[1]:-$0}
 _po_valid=()
-if [ -f "$_po_script" ]; then
-  # Top-level assignments before the line that sources this file.
-  while IFS= read -r _po_line; do
-    case "$_po_line" in
-      *parse_options.sh*) break ;;
-    esac
-    if [[ "$_po_line" =~ ^([a-z_][a-z0-9_]*)= ]] && [ "${BASH_REMATCH[1]}" != help_message ]; then
-      _po_valid+=("${BASH_REMATCH[1]}")
-    fi
-  done < "$_po_script"
+if [ ! -f "$_po_script" ]; then
+  # the caller changed directory before sourcing this file: its options cannot be read
+  echo "parse_options.sh: cannot read the calling script $_po_script from $PWD;" \
+    "source parse_options.sh before any cd" >&2
+  exit 1
 fi
+# Top-level assignments before the line that sources this file.
+while IFS= read -r _po_line; do
+  case "$_po_line" in
+    *parse_options.sh*) break ;;
+  esac
+  if [[ "$_po_line" =~ ^([a-z_][a-z0-9_]*)= ]] && [ "${BASH_REMATCH[1]}" != help_message ]; then
+    _po_valid+=("${BASH_REMATCH[1]}")
+  fi
+done < "$_po_script"
 
 _po_is_valid() {
   local v

@@ -121,3 +121,20 @@ run a; run a; run b; echo x >> in.txt; run b
     assert (tmp_path / "count").read_text().count("ran") == 3
     assert "skipped (inputs, outputs and parameters unchanged)" in out.stderr
     assert "running (parameters changed)" in out.stderr
+
+
+def test_recipe_options_from_any_directory(tmp_path: Path) -> None:
+    for cwd, script in [(ROOT, "egs/mini/run.sh"), (ROOT / "egs", "mini/run.sh")]:
+        out = _bash(f"bash {script} --help", cwd)
+        assert out.returncode == 0, out.stderr
+        assert "--stop-stage 100" in out.stdout and "--scale small" in out.stdout
+        bad = _bash(f"bash {script} --stgae 2", cwd)
+        assert bad.returncode != 0 and "unknown option --stgae" in bad.stderr
+
+
+def test_parse_options_refuses_after_cd(tmp_path: Path) -> None:
+    script = tmp_path / "sub" / "run.sh"
+    script.parent.mkdir()
+    script.write_text(f"stage=0\ncd /\n. {ROOT}/local/parse_options.sh\necho stage=$stage\n")
+    out = _bash("bash sub/run.sh --stage 3", tmp_path)
+    assert out.returncode != 0 and "source parse_options.sh before any cd" in out.stderr

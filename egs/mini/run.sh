@@ -4,7 +4,8 @@
 #   ./run.sh --stage 0 --stop-stage 3    # data stages: corpus, validation, fbank, units
 #   ./run.sh --help
 set -euo pipefail
-cd "$(dirname "$(readlink -f "$0")")"
+RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+RUN_COMMAND="./run.sh $*"  # recorded in $expdir/commands.log for RESULTS.md
 
 stage=0
 stop_stage=100
@@ -20,12 +21,14 @@ probe_languages="en"
 force=false
 
 help_message="Usage: $0 [options]; data in \$data, experiments in \$expdir"
+. "$RECIPE_DIR/local/parse_options.sh" || exit 1
+cd "$RECIPE_DIR"
 . ./path.sh
 . ./cmd.sh
-. ./local/parse_options.sh || exit 1
 . ./local/stage_lib.sh
 stamp_dir=$expdir/.stages
 mkdir -p "$expdir/log"
+echo "$RUN_COMMAND" >> "$expdir/commands.log"
 
 manifests=$data/manifests
 fbank=$data/fbank
@@ -130,6 +133,7 @@ fi
 
 if [ $stage -le 100 ] && [ $stop_stage -ge 100 ]; then
   log "Stage 100: RESULTS.md"
-  python -m speechkd.bin.write_results --exp-dir "$expdir" --out RESULTS.md
+  python -m speechkd.bin.write_results --exp-dir "$expdir" --out RESULTS.md \
+    --title "speechkd mini recipe (scale=$scale, seed=$seed)" --commands-file "$expdir/commands.log"
 fi
 log "done"
