@@ -12,14 +12,7 @@ nj=1
 help_message="Usage: $0 --corpus-dir DIR --output-dir DIR [--parts 'train-clean-100 dev-clean'] [--nj 1]"
 . "$(dirname "$0")/parse_options.sh" || exit 1
 
-if [ -z "$corpus_dir" ]; then
-  echo "$0: --corpus-dir is required" >&2
-  echo "$help_message" >&2
-  exit 1
-fi
-if [ -z "${SPEECHKD_ROOT:-}" ]; then
-  . "$(dirname "$0")/../path.sh"
-fi
+. "$(dirname "$0")/prepare_lib.sh"
 
 read -ra part_list <<< "$parts"
 python -m speechkd.bin.prepare_corpus librispeech --corpus-dir "$corpus_dir" --output-dir "$output_dir" \

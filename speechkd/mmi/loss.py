@@ -57,13 +57,13 @@ class _MMIBase(torch.nn.Module):
     def __init__(
         self,
         den_graph: Fsa,
-        den_scale: float,
-        leaky_hmm_coefficient: float,
-        xent_regularize: float,
-        output_l2_regularize: float,
-        num_backend: str,
-        den_backend: str,
-        reduction: str,
+        den_scale: float = 1.0,
+        leaky_hmm_coefficient: float = 1e-5,
+        xent_regularize: float = 0.0,
+        output_l2_regularize: float = 0.0,
+        num_backend: str = "auto",
+        den_backend: str = "auto",
+        reduction: str = "sum",
     ) -> None:
         super().__init__()
         if not isinstance(den_graph, Fsa):
@@ -163,28 +163,6 @@ class LFMMILoss(_MMIBase):
     returns an :class:`MMIOutput`; minimise ``.loss``. ``log_likes`` is the network output used
     as pdf log-likelihoods (a log-softmax output for CTC-style models, raw as in Kaldi chain).
     """
-
-    def __init__(
-        self,
-        den_graph: Fsa,
-        den_scale: float = 1.0,
-        leaky_hmm_coefficient: float = 1e-5,
-        xent_regularize: float = 0.0,
-        output_l2_regularize: float = 0.0,
-        num_backend: str = "auto",
-        den_backend: str = "auto",
-        reduction: str = "sum",
-    ) -> None:
-        super().__init__(
-            den_graph,
-            den_scale,
-            leaky_hmm_coefficient,
-            xent_regularize,
-            output_l2_regularize,
-            num_backend,
-            den_backend,
-            reduction,
-        )
 
     def forward(
         self,
