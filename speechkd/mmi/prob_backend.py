@@ -134,7 +134,9 @@ class _Sums:
 
 
 def _positive(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x > 0, x, torch.ones_like(x))
+    """``x`` (non-negative sums) with zeros raised to the smallest normal number: a safe divisor
+    (0 / tiny = 0) in one operation."""
+    return x.clamp_min(torch.finfo(x.dtype).tiny)
 
 
 class ProbSpaceTotalScores(torch.autograd.Function):
