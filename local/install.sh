@@ -33,7 +33,9 @@ fi
 [ -x "$venv/bin/python" ] || { log "creating venv $venv"; "$python" -m venv "$venv"; }
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 export PIP_NO_WARN_SCRIPT_LOCATION=1
-"${pip[@]}" --upgrade "pip==24.3.1"
+# pip install, without the warnings about missing --find-links folders some machines configure
+pip_install() { "${pip[@]}" "$@" 2> >(grep -v '^WARNING: Location' >&2); }
+pip_install --upgrade "pip==24.3.1"
 
 reqs=$(mktemp); trap 'rm -f "$reqs"' EXIT
 grep -v '# no-deps' "$root/requirements.txt" | sed 's/#.*//' | grep -v '^\s*$' > "$reqs"
@@ -41,23 +43,23 @@ grep -v '# no-deps' "$root/requirements.txt" | sed 's/#.*//' | grep -v '^\s*$' >
 # installed a CUDA build of the same version keeps it (pip sees the requirement satisfied).
 torch_pin=$(grep -E '^torch==' "$reqs")
 log "installing $torch_pin"
-"${pip[@]}" "$torch_pin"
+pip_install "$torch_pin"
 build_pins=$(grep -E '^(numpy|cython|setuptools|wheel)==' "$reqs" | tr '\n' ' ')
 log "installing build requirements: $build_pins"
 # shellcheck disable=SC2086
-"${pip[@]}" $build_pins
+pip_install $build_pins
 log "installing the pinned Python packages"
-"${pip[@]}" -r "$reqs"
+pip_install -r "$reqs"
 for pin in $(grep '# no-deps' "$root/requirements.txt" | sed 's/#.*//'); do
   log "installing $pin (no deps, no build isolation; fairseq compiles for ~4 min)"
-  "${pip[@]}" --no-deps --no-build-isolation "$pin"
+  pip_install --no-deps --no-build-isolation "$pin"
 done
 # torchaudio is never installed: its wheel breaks `import transformers`/`peft` with this torch.
 if "$venv/bin/python" -c "import torchaudio" >/dev/null 2>&1; then
   log "removing torchaudio (ABI-incompatible with the pinned torch)"
   "$venv/bin/python" -m pip uninstall -y -q torchaudio
 fi
-"${pip[@]}" --no-deps -e "$root"
+pip_install --no-deps -e "$root"
 "$venv/bin/python" - <<'PY'
 import fairseq, lhotse, peft, torch, transformers, whisper  # noqa: F401
 print("torch", torch.__version__, "lhotse", lhotse.__version__, "transformers", transformers.__version__)
