@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from speechkd.utils.atomic import atomic_write_text
+from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -194,4 +195,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

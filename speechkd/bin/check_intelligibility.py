@@ -29,6 +29,7 @@ from speechkd.eval.decode_files import write_error_rate_files
 from speechkd.eval.intelligibility import ProbeConfig, Units, train_and_decode
 from speechkd.eval.wer import Utterance, score_utterances
 from speechkd.utils.atomic import atomic_write_text
+from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -136,4 +137,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -43,6 +43,7 @@ from speechkd.data.features import (
 )
 from speechkd.errors import ConfigError, DataError
 from speechkd.utils.atomic import save_manifest
+from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -206,4 +207,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

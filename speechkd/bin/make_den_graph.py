@@ -44,6 +44,7 @@ from speechkd.mmi.lexicon import Lexicon, phone_table_text, read_phone_table
 from speechkd.mmi.phone_lm import stochasticity_error
 from speechkd.mmi.text_to_phones import TextToPhonesOptions
 from speechkd.utils.atomic import atomic_directory
+from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -198,4 +199,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -9,12 +9,12 @@ Example::
 from __future__ import annotations
 
 import argparse
-import sys
 
 from speechkd.data.synth.generate import format_stats, generate_mini_corpus
 from speechkd.data.synth.languages import ASR_LANGUAGES
 from speechkd.data.synth.plan import CORPORA
 from speechkd.data.synth.scales import SCALES, get_scale
+from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
 
@@ -67,4 +67,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

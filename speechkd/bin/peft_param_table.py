@@ -20,6 +20,7 @@ import logging
 import time
 
 from speechkd.utils.atomic import atomic_write_text
+from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 from speechkd.whisper.params import WHISPER_SIZES, build_whisper, count_parameters
 from speechkd.whisper.peft_methods import apply_peft
@@ -153,4 +154,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -20,6 +20,7 @@ from pathlib import Path
 from speechkd.data.units import MODEL_TYPES, train_sentencepiece
 from speechkd.errors import ConfigError
 from speechkd.utils.atomic import atomic_directory
+from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -93,4 +94,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

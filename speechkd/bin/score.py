@@ -22,6 +22,7 @@ import shlex
 import sys
 
 from speechkd.eval.scoring import ALL_METRICS, load_scoring_input, score_input
+from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -99,4 +100,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

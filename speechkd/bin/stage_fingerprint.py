@@ -8,8 +8,8 @@ exits 0 when the stage can be skipped (and says why), 1 when it must run.
 from __future__ import annotations
 
 import argparse
-import sys
 
+from speechkd.utils.cli import run_cli
 from speechkd.utils.fingerprint import record_stage, stage_is_current
 
 
@@ -30,4 +30,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -27,6 +27,7 @@ from speechkd.data.validate import (
     write_bad_list,
 )
 from speechkd.errors import ConfigError, DataError
+from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -162,4 +163,4 @@ def validate_set(
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

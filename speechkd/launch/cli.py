@@ -13,6 +13,7 @@ import sys
 from speechkd.errors import ConfigError
 from speechkd.launch.local_backend import run_local
 from speechkd.launch.spec import parse_launch_args
+from speechkd.utils.cli import run_cli
 
 BACKENDS = ("local",)
 
@@ -41,4 +42,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)
