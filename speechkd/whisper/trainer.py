@@ -1,0 +1,574 @@
+"""A plain PyTorch training loop for transformers Whisper models (full fine-tuning, PEFT, CLSR).
+
+AdamW on the parameters that require grad, linear warm-up then linear decay to zero, gradient
+accumulation and clipping, optional label smoothing, and hooks for the methods built on it:
+
+* ``extra_loss(model, batch, outputs)`` returns a tensor or a dict of named tensors added to the
+  cross-entropy (KD terms, gate budget, S2-LoRA regulariser);
+* ``before_forward(model, batch)`` runs before every forward pass (e.g. CLSR's active language);
+* ``after_optimizer_step(model, global_step)`` runs after every optimizer step, before the
+  gradients are cleared (AdaLoRA's rank allocation; default
+  :func:`speechkd.whisper.peft_methods.after_optimizer_step`);
+* ``stateful``: objects with ``state_dict``/``load_state_dict`` saved in checkpoints (e.g. the CLSR
+  noise schedule).
+
+Every epoch ends with the validation loss and a checkpoint directory
+``<exp_dir>/checkpoints/epoch-<N>/`` (``model.safetensors``, ``trainer_state.pt`` with optimizer,
+scheduler, sampler, RNG and hook states) written atomically; ``best-checkpoint.json`` names the
+epoch with the lowest validation loss. :meth:`WhisperTrainer.resume` continues from the last
+checkpoint exactly as if training had not stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from speechkd.errors import ConfigError, DataError
+from speechkd.utils.atomic import atomic_directory, atomic_write_text
+from speechkd.whisper import peft_methods
+from speechkd.whisper.data import IGNORE_INDEX
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "trainer_state.pt"
+BEST_FILE = "best-checkpoint.json"
+_EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
+
+ExtraLoss = Callable[[nn.Module, dict, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
+BeforeForward = Callable[[nn.Module, dict], None]
+AfterStep = Callable[[nn.Module, int], None]
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation and bookkeeping options (CLI flags of ``whisper_train`` by the same names)."""
+
+    exp_dir: str
+    epochs: int = 10
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    warmup_steps: int | None = None
+    warmup_epochs: float = 0.0
+    accum_grad: int = 1
+    clip_grad_norm: float | None = 1.0
+    label_smoothing: float = 0.0
+    seed: int = 42
+    device: str | None = None
+    amp: bool = False
+    log_interval: int = 10
+    keep_last: int | None = None
+    num_workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.accum_grad < 1:
+            raise ConfigError(f"accum_grad must be >= 1, got {self.accum_grad}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.keep_last is not None and self.keep_last < 1:
+            raise ConfigError(f"keep_last must be >= 1, got {self.keep_last}")
+
+
+def default_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def linear_warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """LR factor: 0 → 1 linearly over ``warmup_steps``, then 1 → 0 linearly at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        remaining = total_steps - step
+        return max(0.0, remaining / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA) RNG states, in a ``weights_only``-loadable form."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def move_batch(batch: dict, device: torch.device) -> dict:
+    """The batch with its tensors on ``device`` (lists and strings unchanged)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def model_inputs(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Keyword arguments of the Whisper forward call for a batch."""
+    return {
+        "input_features": batch["input_features"],
+        "decoder_input_ids": batch["decoder_input_ids"],
+        "decoder_attention_mask": batch["decoder_attention_mask"],
+        "labels": batch["labels"],
+    }
+
+
+def token_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Mean cross-entropy over the positions whose label is not -100."""
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        label_smoothing=label_smoothing,
+    )
+
+
+def _sum_extra(extra: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if isinstance(extra, torch.Tensor):
+        return {"extra": extra}
+    return dict(extra)
+
+
+def save_model_weights(model: nn.Module, path: str | Path) -> None:
+    """All of the model's state (adapters and buffers included) as one safetensors file."""
+    from safetensors.torch import save_model
+
+    save_model(model, str(path))
+
+
+def load_model_weights(model: nn.Module, path: str | Path) -> None:
+    """Load :func:`save_model_weights` output into a model of the same structure (strict)."""
+    from safetensors.torch import load_model
+
+    missing, unexpected = load_model(model, str(path), strict=False)
+    if unexpected or missing:
+        raise DataError(
+            f"{path}: checkpoint does not match the model (missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]})"
+        )
+
+
+def checkpoint_dirs(exp_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(epoch, directory)`` of the finished checkpoints of an experiment, by epoch."""
+    root = Path(exp_dir) / CHECKPOINT_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = _EPOCH_DIR.match(path.name)
+        if match and (path / STATE_FILE).is_file() and (path / MODEL_FILE).is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def best_checkpoint(exp_dir: str | Path) -> Path:
+    """The checkpoint directory with the lowest validation loss (else the last one)."""
+    exp_dir = Path(exp_dir)
+    best = exp_dir / BEST_FILE
+    if best.is_file():
+        info = json.loads(best.read_text(encoding="utf-8"))
+        path = exp_dir / CHECKPOINT_DIR / f"epoch-{info['epoch']}"
+        if (path / MODEL_FILE).is_file():
+            return path
+        raise DataError(f"{best}: names epoch {info['epoch']} but {path} is missing")
+    found = checkpoint_dirs(exp_dir)
+    if not found:
+        raise DataError(f"{exp_dir}: no checkpoint found under {CHECKPOINT_DIR}/")
+    return found[-1][1]
+
+
+def export_model(model: nn.Module, out_dir: str | Path, tokenizer=None, merge: bool = True) -> Path:
+    """Save a plain Whisper model with ``save_pretrained`` (safetensors) for ``from_pretrained``.
+
+    With ``merge`` the adapters of a copy of ``model`` are merged first (:func:`merge_peft`);
+    the tokenizer (if given) is saved beside, so the directory is all decoding needs.
+    """
+    plain = peft_methods.merge_peft(copy.deepcopy(model)) if merge else model
+    with atomic_directory(out_dir) as tmp:
+        plain.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+    logger.info("Exported the model to %s", out_dir)
+    return Path(out_dir)
+
+
+@dataclass
+class TrainingHooks:
+    """Hook arguments of :class:`WhisperTrainer` for a method (pass as ``**asdict``-like kwargs)."""
+
+    before_forward: BeforeForward | None = None
+    after_optimizer_step: AfterStep | None = peft_methods.after_optimizer_step
+    stateful: dict[str, Any] | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "before_forward": self.before_forward,
+            "after_optimizer_step": self.after_optimizer_step,
+            "stateful": self.stateful,
+        }
+
+
+def clsr_training_hooks(model: nn.Module) -> TrainingHooks:
+    """Hooks for CLSR (DistilWhisper) training on language-homogeneous batches.
+
+    Before each forward the batch language's experts become active (a mixed batch is a
+    DataError); after each optimizer step the gate-noise schedule moves to the global step; the
+    schedule is saved in checkpoints.
+    """
+    from speechkd.whisper import clsr
+
+    schedule = clsr.clsr_noise_schedule(model)
+
+    def before_forward(model: nn.Module, batch: dict) -> None:
+        if batch.get("language") is None:
+            raise DataError(
+                f"CLSR needs one language per batch, got {sorted(set(batch['languages']))} "
+                f"(cuts {batch['cut_ids'][:3]}...): use a language-homogeneous sampler"
+            )
+        clsr.set_active_language(model, batch["language"])
+
+    def after_step(model: nn.Module, global_step: int) -> None:
+        peft_methods.after_optimizer_step(model, global_step)
+        schedule.set_step(global_step)
+
+    return TrainingHooks(before_forward, after_step, {"clsr_noise": schedule})
+
+
+class WhisperTrainer:
+    """Train a Whisper model on batches of :class:`speechkd.whisper.data.WhisperAsrDataset`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainerConfig,
+        train_dataset,
+        train_sampler,
+        valid_dataset=None,
+        valid_sampler=None,
+        extra_loss: ExtraLoss | None = None,
+        before_forward: BeforeForward | None = None,
+        after_optimizer_step: AfterStep | None = peft_methods.after_optimizer_step,
+        stateful: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.exp_dir = Path(config.exp_dir)
+        self.device = default_device(config.device)
+        self.model = model.to(self.device)
+        self.train_dataset = train_dataset
+        self.train_sampler = train_sampler
+        self.valid_dataset = valid_dataset
+        self.valid_sampler = valid_sampler
+        self.extra_loss = extra_loss
+        self.before_forward = before_forward
+        self.after_optimizer_step = after_optimizer_step
+        self.stateful = dict(stateful or {})
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigError("the model has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(
+            params,
+            lr=config.lr,
+            betas=tuple(config.adam_betas),
+            eps=config.adam_eps,
+            weight_decay=config.weight_decay,
+        )
+        self.steps_per_epoch = math.ceil(len(train_sampler) / config.accum_grad)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        if config.warmup_steps is not None:
+            self.warmup_steps = config.warmup_steps
+        else:
+            self.warmup_steps = int(round(config.warmup_epochs * self.steps_per_epoch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, linear_warmup_decay(self.warmup_steps, self.total_steps)
+        )
+        self.epoch = 0  # last finished epoch
+        self.global_step = 0
+        self.best_valid_loss = math.inf
+        self.best_epoch: int | None = None
+        self.history: list[dict[str, float]] = []
+        self._tb = None
+
+    # -- logging ---------------------------------------------------------------------------
+    def _tensorboard(self):
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._tb = False
+            else:
+                self._tb = SummaryWriter(str(self.exp_dir / "tensorboard"))
+        return self._tb or None
+
+    def _log_scalars(self, prefix: str, values: Mapping[str, float], step: int) -> None:
+        writer = self._tensorboard()
+        if writer is not None:
+            for name, value in values.items():
+                writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    # -- one batch -------------------------------------------------------------------------
+    def _autocast(self):
+        enabled = self.config.amp and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def compute_loss(self, batch: dict, train: bool = True) -> tuple[torch.Tensor, dict]:
+        """Loss of a batch (on the device) and its named parts (floats)."""
+        if self.before_forward is not None:
+            self.before_forward(self.model, batch)
+        with self._autocast():
+            outputs = self.model(**model_inputs(batch))
+        smoothing = self.config.label_smoothing if train else 0.0
+        plain = token_cross_entropy(outputs.logits, batch["labels"])
+        # outputs.loss is the plain cross-entropy plus what a peft model adds (AdaLoRA's
+        # orthogonal regulariser); keep that addition, replace the cross-entropy if smoothed.
+        loss = outputs.loss.float() if outputs.loss is not None else plain
+        if smoothing > 0:
+            smoothed = token_cross_entropy(outputs.logits, batch["labels"], smoothing)
+            loss = loss - plain + smoothed
+        parts = {"ce": float(plain.detach())}
+        if train and self.extra_loss is not None:
+            for name, value in _sum_extra(self.extra_loss(self.model, batch, outputs)).items():
+                loss = loss + value
+                parts[name] = float(value.detach())
+        parts["loss"] = float(loss.detach())
+        return loss, parts
+
+    def _loader(self, dataset, sampler):
+        return torch.utils.data.DataLoader(
+            dataset,
+            sampler=sampler,
+            batch_size=None,
+            num_workers=self.config.num_workers,
+            persistent_workers=False,
+        )
+
+    def _optimizer_step(self) -> float:
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        norm = 0.0
+        if self.config.clip_grad_norm:
+            norm = float(torch.nn.utils.clip_grad_norm_(params, self.config.clip_grad_norm))
+        self.optimizer.step()
+        self.global_step += 1
+        if self.after_optimizer_step is not None:
+            self.after_optimizer_step(self.model, self.global_step)
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    # -- epochs ----------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> float:
+        """Train one epoch (1-based); returns the mean training loss of its batches."""
+        self.model.train()
+        self.train_sampler.set_epoch(epoch)
+        accum = self.config.accum_grad
+        num_batches = len(self.train_sampler)
+        total, count = 0.0, 0
+        bar = tqdm(
+            self._loader(self.train_dataset, self.train_sampler),
+            total=num_batches,
+            desc=f"epoch {epoch}",
+            disable=not self.config.progress,
+        )
+        for index, batch in enumerate(bar):
+            batch = move_batch(batch, self.device)
+            loss, parts = self.compute_loss(batch, train=True)
+            if not torch.isfinite(loss):
+                raise DataError(
+                    f"non-finite training loss {float(loss)} at epoch {epoch}, batch {index} "
+                    f"(cuts {batch['cut_ids'][:3]}...)"
+                )
+            (loss / accum).backward()
+            total += parts["loss"]
+            count += 1
+            if (index + 1) % accum == 0 or index + 1 == num_batches:
+                parts["grad_norm"] = self._optimizer_step()
+                parts["lr"] = self.scheduler.get_last_lr()[0]
+                if self.global_step % self.config.log_interval == 0:
+                    self._log_scalars("train", parts, self.global_step)
+                    logger.info(
+                        "epoch %d step %d: %s",
+                        epoch,
+                        self.global_step,
+                        ", ".join(f"{k}={v:.4g}" for k, v in parts.items()),
+                    )
+            bar.set_postfix(loss=f"{parts['loss']:.3f}")
+        return total / max(1, count)
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Token-weighted cross-entropy (no smoothing) on the validation set, or None."""
+        if self.valid_dataset is None or self.valid_sampler is None:
+            return None
+        self.model.eval()
+        total, tokens = 0.0, 0
+        for batch in self._loader(self.valid_dataset, self.valid_sampler):
+            batch = move_batch(batch, self.device)
+            _, parts = self.compute_loss(batch, train=False)
+            n = int((batch["labels"] != IGNORE_INDEX).sum())
+            total += parts["ce"] * n
+            tokens += n
+        self.model.train()
+        return total / max(1, tokens)
+
+    def fit(self) -> dict[str, Any]:
+        """Train from the current epoch to ``config.epochs``; returns a summary."""
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        if self.epoch == 0 and self.global_step == 0:
+            seed_everything(self.config.seed)
+        logger.info(
+            "Training on %s: %d batches/epoch, %d optimizer steps/epoch, %d total, %d warm-up",
+            self.device,
+            len(self.train_sampler),
+            self.steps_per_epoch,
+            self.total_steps,
+            self.warmup_steps,
+        )
+        for epoch in range(self.epoch + 1, self.config.epochs + 1):
+            start = time.time()
+            train_loss = self.train_epoch(epoch)
+            valid_loss = self.validate()
+            self.epoch = epoch
+            record = {"epoch": epoch, "train_loss": train_loss, "seconds": time.time() - start}
+            if valid_loss is not None:
+                record["valid_loss"] = valid_loss
+                self._log_scalars("valid", {"loss": valid_loss}, self.global_step)
+            self.history.append(record)
+            logger.info("epoch %d done: %s", epoch, record)
+            score = valid_loss if valid_loss is not None else train_loss
+            if score < self.best_valid_loss:
+                self.best_valid_loss, self.best_epoch = score, epoch
+            self.save_checkpoint()
+        if self._tb:
+            self._tb.flush()
+        return {
+            "epochs": self.epoch,
+            "global_step": self.global_step,
+            "best_epoch": self.best_epoch,
+            "best_valid_loss": self.best_valid_loss,
+            "history": self.history,
+        }
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best_valid_loss": self.best_valid_loss,
+            "best_epoch": self.best_epoch,
+            "history": [dict(h) for h in self.history],
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.train_sampler.state_dict()
+            if hasattr(self.train_sampler, "state_dict")
+            else None,
+            "rng": rng_state(),
+            "stateful": {k: v.state_dict() for k, v in self.stateful.items()},
+            "config": {k: v for k, v in asdict(self.config).items() if k != "device"},
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/epoch-<N>/`` atomically and update ``best-checkpoint.json``."""
+        path = self.exp_dir / CHECKPOINT_DIR / f"epoch-{self.epoch}"
+        with atomic_directory(path) as tmp:
+            save_model_weights(self.model, tmp / MODEL_FILE)
+            torch.save(self.state(), tmp / STATE_FILE)
+        if self.best_epoch is not None:
+            atomic_write_text(
+                self.exp_dir / BEST_FILE,
+                json.dumps({"epoch": self.best_epoch, "valid_loss": self.best_valid_loss}, indent=2)
+                + "\n",
+            )
+        self._prune_checkpoints()
+        logger.info("Saved %s", path)
+        return path
+
+    def _prune_checkpoints(self) -> None:
+        if self.config.keep_last is None:
+            return
+        found = checkpoint_dirs(self.exp_dir)
+        for epoch, path in found[: -self.config.keep_last]:
+            if epoch != self.best_epoch:
+                shutil.rmtree(path)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore model, optimizer, scheduler, sampler, RNG and hook states from ``path``."""
+        path = Path(path)
+        load_model_weights(self.model, path / MODEL_FILE)
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("sampler") is not None and hasattr(self.train_sampler, "load_state_dict"):
+            self.train_sampler.load_state_dict(state["sampler"])
+        for name, obj in self.stateful.items():
+            if name not in state["stateful"]:
+                raise DataError(f"{path}: checkpoint has no state for {name!r}")
+            obj.load_state_dict(state["stateful"][name])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.best_valid_loss = float(state["best_valid_loss"])
+        self.best_epoch = state["best_epoch"]
+        self.history = list(state["history"])
+        set_rng_state(state["rng"])
+        logger.info("Resumed from %s (epoch %d, step %d)", path, self.epoch, self.global_step)
+
+    def resume(self) -> bool:
+        """Load the last checkpoint of ``exp_dir`` if there is one; returns whether it did."""
+        found = checkpoint_dirs(self.exp_dir)
+        if not found:
+            logger.info("No checkpoint in %s: training from the start", self.exp_dir)
+            return False
+        self.load_checkpoint(found[-1][1])
+        return True
+
+    def load_best(self) -> Path:
+        """Load the weights of the best checkpoint into the model; returns its directory."""
+        path = best_checkpoint(self.exp_dir)
+        load_model_weights(self.model, path / MODEL_FILE)
+        return path
