@@ -27,6 +27,8 @@ def _run(tmp: Path, *options: str) -> subprocess.CompletedProcess:
         "100",
         "--probe-epochs",
         "1",
+        "--results",
+        str(tmp / "RESULTS.md"),
         *options,
     ]
     env = dict(os.environ, speechkd_max_jobs="2")
@@ -38,7 +40,7 @@ def _run(tmp: Path, *options: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def mini_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     tmp = tmp_path_factory.mktemp("mini")
-    return tmp, _run(tmp, "--stage", "0", "--stop-stage", "5")
+    return tmp, _run(tmp, "--stage", "0", "--stop-stage", "100")
 
 
 def test_data_stages_make_manifests_features_units(mini_run) -> None:
@@ -68,6 +70,9 @@ def test_data_stages_make_manifests_features_units(mini_run) -> None:
         assert set(summary) == {"test", "test_ood"}
         assert set(summary["test"]) == metrics | {"num_utts"}
     assert not list(data.rglob(".tmp-*")), "temporary files left behind"
+    report = (tmp / "RESULTS.md").read_text()
+    assert "conv256-phone-ctc-greedy (per)" in report and "## Environment" in report
+    assert "./run.sh --scale tiny" in report  # the recipe command is recorded
 
 
 def test_rerun_skips_and_changed_config_reruns(mini_run) -> None:

@@ -19,6 +19,7 @@ bpe_languages="en de"  # raw text of these languages trains the BPE model
 probe_epochs=15   # intelligibility probe (stage 4)
 probe_languages="en"
 force=false
+results=RESULTS.md  # the report written by the last stage
 
 help_message="Usage: $0 [options]; data in \$data, experiments in \$expdir"
 . "$RECIPE_DIR/local/parse_options.sh" || exit 1
@@ -132,8 +133,8 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
 fi
 
 if [ $stage -le 100 ] && [ $stop_stage -ge 100 ]; then
-  log "Stage 100: RESULTS.md"
-  python -m speechkd.bin.write_results --exp-dir "$expdir" --out RESULTS.md \
+  log "Stage 100: $results"
+  python -m speechkd.bin.write_results --exp-dir "$expdir" --out "$results" \
     --title "speechkd mini recipe (scale=$scale, seed=$seed)" --commands-file "$expdir/commands.log"
 fi
 log "done"
