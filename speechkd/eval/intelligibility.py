@@ -21,6 +21,8 @@ from lhotse import CutSet
 from torch import nn
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.mmi import LFMMILoss, ctc_graph, occupation_posteriors
+from speechkd.mmi.lexicon import EspeakPhonemizer, read_phone_table
 
 logger = logging.getLogger(__name__)
 BLANK = "<blk>"
@@ -48,16 +50,12 @@ class Units:
     @classmethod
     def character_table(cls, phones_txt: str, word_boundary: str = "|") -> Units:
         """Characters of a ``phones.txt`` made with ``--unit char`` (``word_boundary`` = space)."""
-        from speechkd.mmi.lexicon import read_phone_table
-
         chars = [" " if p == word_boundary else p for p in read_phone_table(phones_txt)]
         return cls([BLANK, *chars])
 
     @classmethod
     def espeak_phones(cls, phones_txt: str, voice: str) -> Units:
         """Phones of ``phones.txt`` (``<eps> 0``, phones from 1: pdf p = phone p, 0 = blank)."""
-        from speechkd.mmi.lexicon import EspeakPhonemizer, read_phone_table
-
         phones = read_phone_table(phones_txt)
         return cls([BLANK, *phones], EspeakPhonemizer(voice), separator=" ")
 
@@ -192,8 +190,6 @@ def _make_loss(config: ProbeConfig, den_graph):
 
         return ctc_loss
     if config.loss == "mmi":
-        from speechkd.mmi import LFMMILoss, ctc_graph
-
         if den_graph is None:
             raise ConfigError("loss 'mmi' needs a denominator graph")
         mmi = LFMMILoss(den_graph, reduction="mean")
@@ -267,8 +263,6 @@ def train_and_decode(
                 if config.decode == "graph":
                     # frame posteriors under the denominator graph (unit LM x CTC topology): the
                     # decoder for LF-MMI outputs, which are pseudo log-likelihoods
-                    from speechkd.mmi import occupation_posteriors
-
                     _, log_probs = occupation_posteriors(den_graph, log_probs, out_lengths)
                 hyps = greedy_decode(log_probs, out_lengths, units)
                 for ex, hyp in zip(batch, hyps, strict=True):
