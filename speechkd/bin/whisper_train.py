@@ -12,6 +12,17 @@ Examples::
         --tokenizer data/lang_whisper --exp-dir exp/whisper/mini --epochs 10 --lr 1e-3
     python -m speechkd.bin.whisper_train --train-cuts train.jsonl.gz --init-from exp/base/model \\
         --peft s2lora --peft-options '{"r": 8}' --exp-dir exp/s2lora --epochs 3 --lr 1e-3 --resume
+
+DistilWhisper (CLSR experts for ca and th, JS KD from a cached teacher, α = 2, b = 0.5)::
+
+    python -m speechkd.bin.whisper_train --train-cuts train.jsonl.gz --init-from whisper-small \\
+        --clsr-languages ca th --kd-cache exp/teacher_cache --kd-divergence js --kd-weight 2 \\
+        --label-smoothing 0.1 --exp-dir exp/distilwhisper
+
+A CLSR model is exported as one ``<lang>.safetensors`` (+ json) per language in
+``<exp-dir>/language_modules`` (loaded onto the unchanged base model by ``whisper_decode
+--language-modules``). Every run writes ``params.json`` (total, trainable, inference) and
+``results_meta.json`` (method, model, description, command) for ``write_results``.
 """
 
 from __future__ import annotations
@@ -31,11 +42,33 @@ from speechkd.errors import ConfigError, DataError
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
+from speechkd.whisper.clsr import add_clsr, language_parameter_count
 from speechkd.whisper.data import DurationBatchSampler, WhisperAsrDataset, encoder_num_frames
-from speechkd.whisper.decode import configure_generation, configure_special_tokens
+from speechkd.whisper.decode import (
+    configure_generation,
+    configure_special_tokens,
+    load_whisper_model,
+)
+from speechkd.whisper.distil import (
+    KD_DIVERGENCES,
+    DistilOptions,
+    OnlineTeacher,
+    check_teacher_compatible,
+    distil_extra_loss,
+)
+from speechkd.whisper.language_modules import save_language_modules
 from speechkd.whisper.params import WHISPER_SIZES, build_whisper, count_parameters, whisper_config
 from speechkd.whisper.peft_methods import PEFT_METHODS, apply_peft, peft_regularization
-from speechkd.whisper.trainer import TrainerConfig, WhisperTrainer, export_model, seed_everything
+from speechkd.whisper.teacher_cache import TeacherCache
+from speechkd.whisper.trainer import (
+    TrainerConfig,
+    TrainingHooks,
+    WhisperTrainer,
+    clsr_training_hooks,
+    default_device,
+    export_model,
+    seed_everything,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +79,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--train-cuts", required=True, help="lhotse CutSet of the training data")
     p.add_argument("--dev-cuts", default=None, help="CutSet for the per-epoch validation loss")
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="YAML file of option defaults (repeatable; later files and explicit flags win)",
+    )
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument(
         "--model-config",
@@ -74,6 +113,32 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--language-homogeneous", action="store_true", help="one language per batch (CLSR)"
     )
+    clsr = p.add_argument_group("CLSR language experts and distillation (DistilWhisper)")
+    clsr.add_argument(
+        "--clsr-languages",
+        nargs="+",
+        default=None,
+        help="install CLSR experts+gates for these languages and train only them",
+    )
+    clsr.add_argument(
+        "--clsr-options",
+        default="{}",
+        help="JSON dict of CLSR options (gate_dim, skip_gate_prob, max_noise_std, "
+        "noise_ramp_steps: default the total optimizer steps, ...)",
+    )
+    clsr.add_argument(
+        "--gate-budget", type=float, default=0.5, help="b of the gate budget loss |mean g - b|"
+    )
+    clsr.add_argument("--no-gate-loss", action="store_true", help="train CLSR without L_g")
+    clsr.add_argument("--kd-teacher", default=None, help="teacher model dir (online teacher)")
+    clsr.add_argument("--kd-cache", default=None, help="teacher top-k cache (cache_teacher)")
+    clsr.add_argument("--kd-divergence", choices=KD_DIVERGENCES, default="js")
+    clsr.add_argument("--kd-weight", type=float, default=2.0, help="alpha of alpha*L_KD")
+    clsr.add_argument("--kd-temperature", type=float, default=1.0)
+    meta = p.add_argument_group("report metadata (results_meta.json)")
+    meta.add_argument("--method-name", default=None, help="method column of RESULTS.md")
+    meta.add_argument("--model-name", default=None, help="model column (default: exp dir name)")
+    meta.add_argument("--description", default="", help="one line for RESULTS.md")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
@@ -116,18 +181,126 @@ def build_model(args: argparse.Namespace, tokenizer):
     return model
 
 
-def parse_peft_options(text: str) -> dict:
+def parse_json_options(text: str, flag: str = "--peft-options") -> dict:
     try:
         options = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ConfigError(f"--peft-options is not valid JSON ({err})") from None
+        raise ConfigError(f"{flag} is not valid JSON ({err})") from None
     if not isinstance(options, dict):
-        raise ConfigError("--peft-options must be a JSON object")
+        raise ConfigError(f"{flag} must be a JSON object")
     return options
 
 
+def parse_peft_options(text: str) -> dict:
+    return parse_json_options(text, "--peft-options")
+
+
+def check_method_args(args: argparse.Namespace) -> None:
+    """Reject flag combinations that cannot mean anything."""
+    if args.kd_teacher and args.kd_cache:
+        raise ConfigError("--kd-teacher and --kd-cache exclude each other")
+    if args.clsr_languages and args.peft != "full":
+        raise ConfigError(f"--clsr-languages trains CLSR experts only; drop --peft {args.peft}")
+    if args.kd_cache and not Path(args.kd_cache).is_dir():
+        raise DataError(f"--kd-cache {args.kd_cache}: teacher cache directory not found")
+    if args.kd_teacher and not Path(args.kd_teacher).is_dir():
+        raise DataError(f"--kd-teacher {args.kd_teacher}: teacher model directory not found")
+
+
+def write_report_metadata(
+    args: argparse.Namespace, exp_dir: Path, command: str, params: dict[str, int]
+) -> None:
+    """``params.json`` and ``results_meta.json`` of the experiment directory."""
+    atomic_write_text(exp_dir / "params.json", json.dumps(params, indent=2) + "\n")
+    meta = {
+        "method": args.method_name or ("clsr" if args.clsr_languages else args.peft),
+        "model": args.model_name or exp_dir.name,
+        "description": args.description,
+        "command": command,
+        "trainable_params": params["trainable"],
+        "total_params": params["total"],
+    }
+    atomic_write_text(exp_dir / "results_meta.json", json.dumps(meta, indent=2) + "\n")
+
+
+def build_extra_loss(args: argparse.Namespace, model):
+    """The extra-loss hook: S2-LoRA's regulariser, or the gate budget and KD terms."""
+    if args.peft == "s2lora":
+
+        def s2lora_loss(model, batch, outputs):
+            return {"s2lora_reg": peft_regularization(model)}
+
+        return s2lora_loss
+    gate = args.clsr_languages and not args.no_gate_loss
+    if not (gate or args.kd_teacher or args.kd_cache):
+        return None
+    options = DistilOptions(
+        kd_weight=args.kd_weight,
+        divergence=args.kd_divergence,
+        temperature=args.kd_temperature,
+        gate_budget=args.gate_budget if gate else None,
+    )
+    teacher = cache = None
+    if args.kd_teacher:
+        teacher_model = load_whisper_model(args.kd_teacher)
+        check_teacher_compatible(teacher_model, model)
+        teacher = OnlineTeacher(teacher_model, default_device(args.device))
+    elif args.kd_cache:
+        cache = TeacherCache(args.kd_cache)
+        if cache.vocab_size != model.config.vocab_size:
+            raise ConfigError(
+                f"--kd-cache {args.kd_cache}: teacher vocabulary {cache.vocab_size} differs from "
+                f"the student's {model.config.vocab_size}"
+            )
+    return distil_extra_loss(options, teacher=teacher, cache=cache)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; ``--config FILE`` (YAML, keys = option names) sets their defaults."""
+    parser = get_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    for path in known.config:
+        parser.set_defaults(**read_config_defaults(parser, path))
+    return parser.parse_args(argv)
+
+
+def read_config_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
+    """Option defaults from a YAML file; an unknown key or a wrong type raises ConfigError."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"--config {path}: cannot read YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of option names to values")
+    actions = {a.dest: a for a in parser._actions}
+    defaults = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        action = actions.get(dest)
+        if action is None or dest in ("help", "config"):
+            raise ConfigError(f"--config {path}: unknown option {key!r}")
+        if isinstance(value, dict):
+            value = json.dumps(value)  # JSON-valued options (--peft-options, --clsr-options)
+        elif action.type is not None and value is not None and not isinstance(value, list):
+            try:
+                value = action.type(value)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"--config {path}: {key}={value!r} is not a valid value"
+                ) from None
+        if action.choices is not None and value not in action.choices:
+            raise ConfigError(
+                f"--config {path}: {key}={value!r} is not one of {list(action.choices)}"
+            )
+        defaults[dest] = value
+    return defaults
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse_args(argv)
+    check_method_args(args)
     exp_dir = Path(args.exp_dir)
     setup_logging(exp_dir / "log" / "train.log")
     command = "python -m speechkd.bin.whisper_train " + shlex.join(
@@ -147,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             shuffle=shuffle,
             seed=args.seed,
             num_buckets=args.num_buckets,
-            language_homogeneous=args.language_homogeneous,
+            language_homogeneous=args.language_homogeneous or bool(args.clsr_languages),
             max_cuts=args.max_cuts,
         )
 
@@ -176,24 +349,32 @@ def main(argv: list[str] | None = None) -> int:
         num_workers=args.num_workers,
         progress=not args.no_progress,
     )
+    total_steps = -(-len(train_sampler) // args.accum_grad) * args.epochs
+    base_total = count_parameters(model).total
     peft_options = parse_peft_options(args.peft_options)
-    if args.peft == "adalora" and "total_step" not in peft_options:
-        steps = -(-len(train_sampler) // args.accum_grad) * args.epochs
-        peft_options["total_step"] = steps
-    model = apply_peft(model, args.peft, **peft_options)
+    hooks = TrainingHooks()
+    if args.clsr_languages:
+        clsr_options = parse_json_options(args.clsr_options, "--clsr-options")
+        clsr_options.setdefault("noise_ramp_steps", total_steps)
+        model = add_clsr(model, args.clsr_languages, **clsr_options)
+        hooks = clsr_training_hooks(model)
+        inference = base_total + language_parameter_count(model, args.clsr_languages[0])
+    else:
+        if args.peft == "adalora" and "total_step" not in peft_options:
+            peft_options["total_step"] = total_steps
+        model = apply_peft(model, args.peft, **peft_options)
+        inference = base_total  # adapters are merged into the weights at export
     counts = count_parameters(model)
+    params = {"total": base_total, "trainable": counts.trainable, "inference": inference}
     logger.info(
-        "%s: %d Whisper parameters, %d trainable (%.3f%%)",
-        args.peft,
-        counts.total,
+        "%s: %d Whisper parameters, %d trainable (%.3f%%), %d at inference",
+        "clsr" if args.clsr_languages else args.peft,
+        base_total,
         counts.trainable,
-        counts.trainable_percent,
+        100.0 * counts.trainable / base_total,
+        inference,
     )
-    extra_loss = None
-    if args.peft == "s2lora":
-
-        def extra_loss(model, batch, outputs):
-            return {"s2lora_reg": peft_regularization(model)}
+    extra_loss = build_extra_loss(args, model)
 
     trainer = WhisperTrainer(
         model,
@@ -203,15 +384,24 @@ def main(argv: list[str] | None = None) -> int:
         valid_dataset=dataset if dev_cuts is not None else None,
         valid_sampler=sampler(dev_cuts, shuffle=False) if dev_cuts is not None else None,
         extra_loss=extra_loss,
+        **hooks.kwargs(),
     )
     settings = {**vars(args), "peft_options": peft_options, "command": command}
+    write_report_metadata(args, exp_dir, command, params)
     atomic_write_text(exp_dir / "config.yaml", yaml.safe_dump(settings, sort_keys=True))
     if args.resume:
         trainer.resume()
     summary = trainer.fit()
     best = trainer.load_best()
     logger.info("Best checkpoint: %s", best)
-    export_model(trainer.model, args.export_dir or exp_dir / "model", tokenizer, merge=True)
+    if args.clsr_languages:
+        save_language_modules(
+            trainer.model,
+            args.export_dir or exp_dir / "language_modules",
+            extra_metadata={"base_model": args.init_from or args.model_config, "command": command},
+        )
+    else:
+        export_model(trainer.model, args.export_dir or exp_dir / "model", tokenizer, merge=True)
     atomic_write_text(
         exp_dir / "train-summary.json", json.dumps(summary, indent=2, default=str) + "\n"
     )
