@@ -156,3 +156,39 @@ def test_cli_and_environment(tmp_path: Path, repo_root: Path) -> None:
     assert "fairseq" in env["packages"]
     rev = git_revision(repo_root)
     assert rev is None or (len(rev["hash"]) == 40 and isinstance(rev["dirty"], bool))
+
+
+def test_sections_after_method_tables(tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    _make_exp(exp)
+    section_dir = tmp_path / "exp" / "distilwhisper" / "report"
+    section_dir.mkdir(parents=True)
+    section = section_dir / "section.md"
+    section.write_text(
+        "## DistilWhisper\n\n![gates](plots/gates.png) [paper](https://arxiv.org/abs/x) "
+        "[top](#results)\n",
+        encoding="utf-8",
+    )
+    second = tmp_path / "second.md"
+    second.write_text("## Second section\n\ntext\n", encoding="utf-8")
+    out = tmp_path / "out" / "RESULTS.md"
+    write_results([exp], out, env=ENV, git=GIT, section_files=[section, second])
+    text = out.read_text(encoding="utf-8")
+    assert (
+        text.index("### pepsi")
+        < text.index("\n## DistilWhisper\n")
+        < text.index("\n## Second section")
+        < text.index("## sclite summaries per set")
+    )
+    # links relative to the section file now point from RESULTS.md's directory; others unchanged
+    assert "![gates](../exp/distilwhisper/report/plots/gates.png)" in text
+    assert "[paper](https://arxiv.org/abs/x) [top](#results)" in text
+    # without sections the document is unchanged (backwards compatible)
+    plain = write_results([exp], tmp_path / "plain.md", env=ENV, git=GIT)
+    assert "\n## DistilWhisper\n" not in plain.read_text(encoding="utf-8")
+    with pytest.raises(DataError, match=r"missing\.md: section file not found"):
+        write_results([exp], out, env=ENV, git=GIT, section_files=[tmp_path / "missing.md"])
+    # the CLI option
+    args = ["--exp-dir", str(exp), "--out", str(tmp_path / "cli.md"), "--section", str(second)]
+    assert main([*args, "--repo-dir", str(tmp_path)]) == 0
+    assert "## Second section\n\ntext\n" in (tmp_path / "cli.md").read_text(encoding="utf-8")

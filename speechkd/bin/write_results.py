@@ -3,7 +3,8 @@
 Example::
 
     python -m speechkd.bin.write_results --exp-dir exp --out RESULTS.md \\
-        --title "Mini corpus results" --commands-file exp/commands.log
+        --title "Mini corpus results" --commands-file exp/commands.log \\
+        --section exp/distilwhisper/report.md
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def get_parser() -> argparse.ArgumentParser:
         help="a log of the commands that produced the results (repeatable)",
     )
     parser.add_argument(
+        "--section",
+        action="append",
+        default=[],
+        help="a Markdown file inserted after the per-method tables (repeatable, in order)",
+    )
+    parser.add_argument(
         "--repo-dir", default=".", help="git checkout whose revision is reported (default: .)"
     )
     return parser
@@ -48,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         title=args.title,
         commands_files=args.commands_file,
         repo_dir=args.repo_dir,
+        section_files=args.section,
     )
     logger.info("wrote %s", out)
     return 0
