@@ -254,3 +254,23 @@ def test_bad_options(tmp_path: Path) -> None:
         write_report(systems, "tiny", "whisper-large", ["test"], [], tmp_path / "r.md")
     with pytest.raises(ConfigError, match="need a plot path"):
         write_report(systems, *args, ["test"], [], tmp_path / "r.md", gate_systems=systems)
+
+
+def test_kd_cost_speedup(tmp_path: Path) -> None:
+    from speechkd.eval.distilwhisper_report import load_kd_cost, render_kd_cost
+
+    online = tmp_path / "online.json"
+    online.write_text(json.dumps({"history": [{"epoch": 1, "seconds": 30.0}]}))
+    cached = tmp_path / "cached.json"
+    history = [{"epoch": e, "seconds": s} for e, s in ((1, 11.0), (2, 9.0))]
+    cached.write_text(json.dumps({"history": history}))
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"metadata": {"wall_seconds": 20.0}}))
+    cost = load_kd_cost(online, cached, index)
+    assert cost.speedup_per_epoch == pytest.approx(3.0)
+    assert cost.speedup_total == pytest.approx(60.0 / 40.0)
+    text = "\n".join(render_kd_cost(cost))
+    assert "3.00x" in text and "1.50x" in text
+    cached.write_text(json.dumps({"history": []}))
+    with pytest.raises(DataError, match="history"):
+        load_kd_cost(online, cached)

@@ -24,7 +24,7 @@ import argparse
 import logging
 
 from speechkd.errors import ConfigError
-from speechkd.eval.distilwhisper_report import GATE_PARTS, write_report
+from speechkd.eval.distilwhisper_report import GATE_PARTS, load_kd_cost, write_report
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
@@ -69,6 +69,9 @@ def get_parser() -> argparse.ArgumentParser:
         default="all",
         help="tokens whose routing is shown: encoder, decoder or all (default)",
     )
+    parser.add_argument("--online-summary", help="train-summary.json of an online-teacher KD run")
+    parser.add_argument("--cached-summary", help="train-summary.json of the cached-teacher run")
+    parser.add_argument("--cache-index", help="index.json of the teacher cache (build time)")
     parser.add_argument("--out", required=True, help="Markdown section to write")
     parser.add_argument("--plot", help="PNG of the gate activation (needed with --gate-system)")
     parser.add_argument("--title", default="DistilWhisper", help="heading of the section")
@@ -90,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     systems = _mapping(args.system, "--system", 2)
     gates = _mapping(args.gate_system, "--gate-system", 1)
+    kd_cost = None
+    if args.online_summary or args.cached_summary:
+        if not (args.online_summary and args.cached_summary):
+            raise ConfigError("--online-summary and --cached-summary go together")
+        kd_cost = load_kd_cost(args.online_summary, args.cached_summary, args.cache_index)
     out = write_report(
         {name: values[0] for name, values in systems.items()},
         args.small,
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         plot=args.plot,
         title=args.title,
         gate_part=args.gate_part,
+        kd_cost=kd_cost,
     )
     logger.info("wrote %s%s", out, f" and {args.plot}" if gates else "")
     return 0

@@ -572,8 +572,9 @@ def render_report(
     plot_link: str | None = None,
     title: str = "DistilWhisper",
     gate_part: str = "all",
+    kd_cost: KDCost | None = None,
 ) -> str:
-    """The Markdown section: WER table, gap closed, parameters, and gate usage if given."""
+    """The Markdown section: WER table, gap closed, parameters, gate usage and KD cost if given."""
     lines = [f"## {title}", ""]
     lines += ["### Error rates (Table 1)", "", *render_wer_table(scores, domains)]
     lines += [
@@ -587,7 +588,81 @@ def render_report(
         if plot_link is not None:
             lines += [f"![Share of tokens routed to the language expert]({plot_link})", ""]
         lines += render_gate_table(gate_usage, domains, gate_part)
+    if kd_cost is not None:
+        lines += ["### Cost of the teacher: online versus cached", "", *render_kd_cost(kd_cost)]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+@dataclass(frozen=True)
+class KDCost:
+    """Training-time cost of KD with the teacher run online versus read from the cache."""
+
+    online_epoch_s: float
+    cached_epoch_s: float
+    cache_build_s: float | None
+    epochs: int
+
+    @property
+    def speedup_per_epoch(self) -> float:
+        return self.online_epoch_s / self.cached_epoch_s
+
+    @property
+    def speedup_total(self) -> float | None:
+        """Whole training (``epochs`` epochs), counting the one-off cache construction."""
+        if self.cache_build_s is None:
+            return None
+        cached = self.cache_build_s + self.epochs * self.cached_epoch_s
+        return self.epochs * self.online_epoch_s / cached
+
+
+def _epoch_seconds(path: Path) -> list[float]:
+    summary = _load_json(path, "training summary")
+    history = summary.get("history")
+    if not isinstance(history, list) or not history:
+        raise DataError(f"{path}: field history is missing or empty")
+    try:
+        return [float(record["seconds"]) for record in history]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{path}: history records need a numeric 'seconds' field") from None
+
+
+def load_kd_cost(
+    online_summary: str | os.PathLike,
+    cached_summary: str | os.PathLike,
+    cache_index: str | os.PathLike | None = None,
+) -> KDCost:
+    """Epoch times of ``train-summary.json`` files and the cache build time of ``index.json``."""
+    online = _epoch_seconds(Path(online_summary))
+    cached = _epoch_seconds(Path(cached_summary))
+    build = None
+    if cache_index is not None:
+        metadata = _load_json(Path(cache_index), "teacher cache index").get("metadata", {})
+        value = metadata.get("wall_seconds")
+        build = float(value) if isinstance(value, int | float) else None
+    return KDCost(_mean(online), _mean(cached), build, len(cached))
+
+
+def render_kd_cost(cost: KDCost) -> list[str]:
+    """The teacher-cache speed-up section."""
+    rows = [
+        ("teacher run online", f"{cost.online_epoch_s:.1f}", "–"),
+        ("teacher top-k cache", f"{cost.cached_epoch_s:.1f}", _seconds(cost.cache_build_s)),
+    ]
+    lines = [*_table(("KD teacher", "Seconds per epoch", "Cache construction (s)"), rows), ""]
+    lines.append(
+        f"Speed-up per epoch: {cost.speedup_per_epoch:.2f}x"
+        + (
+            f"; over {cost.epochs} epochs including the cache construction: "
+            f"{cost.speedup_total:.2f}x."
+            if cost.speedup_total is not None
+            else "."
+        )
+    )
+    return [*lines, ""]
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
 
 
 def make_domains(in_domain: Sequence[str], out_of_domain: Sequence[str]) -> list[Domain]:
@@ -619,6 +694,7 @@ def write_report(
     plot: str | os.PathLike | None = None,
     title: str = "DistilWhisper",
     gate_part: str = "all",
+    kd_cost: KDCost | None = None,
 ) -> Path:
     """Load every input, write the gate plot (if gate systems are given) and the Markdown.
 
@@ -644,7 +720,7 @@ def write_report(
         plot_path = plot_gate_usage(usage, domains, plot, gate_part)
         link = Path(os.path.relpath(plot_path.resolve(), out.resolve().parent)).as_posix()
     text = render_report(
-        scores, small, large, domains, loaded_params, usage, link, title, gate_part
+        scores, small, large, domains, loaded_params, usage, link, title, gate_part, kd_cost
     )
     atomic_write_text(out, text)
     return out
