@@ -164,3 +164,19 @@ def test_sampler_is_language_homogeneous_for_clsr(cuts) -> None:  # noqa: F811
     sampler = DurationBatchSampler(cuts, 10.0, language_homogeneous=True, seed=0)
     for batch in sampler:
         assert len({c.supervisions[0].language for c in batch}) == 1
+
+
+def test_fetch_whisper_copies_a_model_dir(tokenizer, tmp_path: Path) -> None:  # noqa: F811
+    from speechkd.bin.fetch_whisper import fetch_whisper
+    from speechkd.errors import DataError
+    from speechkd.whisper.decode import load_whisper_model
+
+    source = export_model(tiny_model(tokenizer, 3), tmp_path / "source", tokenizer)
+    out = fetch_whisper(str(source), tmp_path / "fetched")
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    a, b = load_whisper_model(source), load_whisper_model(out)
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    with pytest.raises(DataError, match="cannot load"):
+        fetch_whisper(str(tmp_path / "missing"), tmp_path / "x", tokenizer_name=str(source))
