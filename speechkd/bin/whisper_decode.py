@@ -1,18 +1,28 @@
 """Decode a CutSet with a saved Whisper model (greedy by default) and score it (WER/CER).
 
 Writes ``hyp-<set>.txt``, ``ref-<set>.txt``, ``recogs-<set>.txt``, ``errs-<set>.txt``,
-``<metric>-summary-<set>.txt`` and ``scores-<set>.json`` into ``--out-dir``.
+``<metric>-summary-<set>.txt``, ``scores-<set>.json`` and ``decode-<set>.json`` (decoding wall
+time, real-time factor, model and language modules) into ``--out-dir``; for CLSR models also
+``gate-usage-<set>.json`` (share of encoder/decoder positions routed to the language experts,
+per language; see :mod:`speechkd.whisper.decode`).
 
-Example::
+Examples::
 
     python -m speechkd.bin.whisper_decode --model-dir exp/whisper/mini/model \\
         --cuts data/fbank/mini_cuts_test.jsonl.gz --set-name test \\
         --out-dir exp/whisper/mini/decode --metric wer
+    # DistilWhisper: a stock Whisper plus the language modules of ca and th only
+    python -m speechkd.bin.whisper_decode --model-dir exp/whisper-small \\
+        --language-modules exp/distilwhisper/language_modules --languages ca th \\
+        --cuts data/fbank/mini_cuts_test.jsonl.gz --set-name test --out-dir exp/distilwhisper/decode
+
+Cuts of a language without a module are decoded by the shared (stock) path.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
@@ -22,11 +32,19 @@ from pathlib import Path
 from lhotse import CutSet
 
 from speechkd.data.whisper_tokenizer import load_whisper_tokenizer
-from speechkd.errors import DataError
+from speechkd.errors import ConfigError, DataError
 from speechkd.eval.wer import METRICS
+from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
-from speechkd.whisper.decode import decode_cuts, load_whisper_model, write_and_score
+from speechkd.whisper import clsr
+from speechkd.whisper.decode import (
+    GateUsage,
+    decode_cuts,
+    load_model_with_language_modules,
+    load_whisper_model,
+    write_and_score,
+)
 from speechkd.whisper.trainer import default_device
 
 logger = logging.getLogger(__name__)
@@ -37,6 +55,15 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--model-dir", required=True, help="save_pretrained Whisper model directory")
+    p.add_argument(
+        "--language-modules", default=None, help="directory of <lang>.safetensors CLSR modules"
+    )
+    p.add_argument(
+        "--languages",
+        nargs="+",
+        default=None,
+        help="languages to load from --language-modules, or all",
+    )
     p.add_argument("--tokenizer", default=None, help="default: the model directory")
     p.add_argument("--cuts", required=True, help="lhotse CutSet to decode (with references)")
     p.add_argument("--set-name", required=True)
@@ -51,6 +78,19 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_model(args: argparse.Namespace, device):
+    """The model to decode: a saved Whisper, with language modules when asked for."""
+    if args.language_modules is None:
+        if args.languages is not None:
+            raise ConfigError("--languages needs --language-modules")
+        return load_whisper_model(args.model_dir, device)
+    if args.languages is None:
+        raise ConfigError("--language-modules needs --languages (codes, or all)")
+    return load_model_with_language_modules(
+        args.model_dir, args.language_modules, args.languages, device
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     out_dir = Path(args.out_dir)
@@ -58,11 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m speechkd.bin.whisper_decode " + shlex.join(
         sys.argv[1:] if argv is None else list(argv)
     )
+    logger.info("%s", command)
     if not Path(args.cuts).is_file():
         raise DataError(f"{args.cuts}: CutSet manifest not found")
     device = default_device(args.device)
     tokenizer = load_whisper_tokenizer(args.tokenizer or args.model_dir)
-    model = load_whisper_model(args.model_dir, device)
+    model = load_model(args, device)
+    languages = clsr.installed_languages(model)
+    usage = GateUsage() if languages else None
     cuts = CutSet.from_file(args.cuts).to_eager()
     start = time.time()
     hyps = decode_cuts(
@@ -75,21 +118,55 @@ def main(argv: list[str] | None = None) -> int:
         task=args.task,
         device=device,
         progress=not args.no_progress,
+        gate_usage=usage,
     )
-    seconds = time.time() - start
+    # the teacher-forced pass for the gate statistics is not part of decoding
+    seconds = time.time() - start - (usage.seconds if usage is not None else 0.0)
     audio = sum(c.duration for c in cuts)
-    paths = write_and_score(
-        hyps,
-        out_dir,
-        args.set_name,
-        args.metric,
-        model_dir=str(args.model_dir),
-        cuts=str(args.cuts),
-        command=command,
-        decode_seconds=round(seconds, 3),
-        rtf=round(seconds / audio, 5) if audio else None,
-        device=str(device),
+    rtf = round(seconds / audio, 5) if audio else None
+    logger.info(
+        "decoded %d cuts (%.1f s of audio) in %.2f s on %s: RTF %s",
+        len(cuts),
+        audio,
+        seconds,
+        device,
+        rtf,
     )
+    record = {
+        "set": args.set_name,
+        "model_dir": str(args.model_dir),
+        "language_modules": args.language_modules,
+        "languages": languages,
+        "cuts": str(args.cuts),
+        "num_utterances": len(cuts),
+        "audio_seconds": round(audio, 3),
+        "decode_seconds": round(seconds, 3),
+        "rtf": rtf,
+        "device": str(device),
+        "num_beams": args.num_beams,
+        "max_duration": args.max_duration,
+        "command": command,
+    }
+    decode_json = out_dir / f"decode-{args.set_name}.json"
+    atomic_write_text(decode_json, json.dumps(record, indent=1) + "\n")
+    extra = {k: record[k] for k in ("model_dir", "cuts", "command", "decode_seconds", "rtf")}
+    if languages:
+        extra.update(language_modules=args.language_modules, languages=languages)
+    paths = write_and_score(hyps, out_dir, args.set_name, args.metric, device=str(device), **extra)
+    paths["decode"] = decode_json
+    if usage is not None:
+        paths["gate_usage"] = usage.write(
+            out_dir / f"gate-usage-{args.set_name}.json", args.set_name
+        )
+        for language, values in usage.per_language().items():
+            logger.info(
+                "gate usage %s: encoder %.3f decoder %.3f all %.3f (%d utterances)",
+                language,
+                values["encoder"],
+                values["decoder"],
+                values["all"],
+                values["utterances"],
+            )
     logger.info("Wrote %s", ", ".join(str(p) for p in paths.values()))
     return 0
 

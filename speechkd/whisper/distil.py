@@ -104,15 +104,21 @@ def kd_position_mask(batch: Mapping) -> torch.Tensor:
 
 
 def cached_targets(cache: TeacherCache, batch: Mapping, device: torch.device) -> TopKTargets:
-    """Top-k teacher targets of a batch, restricted to the KD positions."""
+    """Top-k teacher targets of a batch, restricted to the KD positions.
+
+    The cache holds every non-padding decoder position of an utterance (prompt included); a cache
+    whose positions differ from the batch's (another tokenizer or transcript) is a DataError.
+    """
     length = batch["labels"].shape[1]
     targets = cache.batch(list(batch["cut_ids"]), length=length)
-    mask = targets.mask.to(device) & kd_position_mask(batch).to(device)
-    if not bool((mask == kd_position_mask(batch).to(device)).all()):
+    decoder_mask = batch["decoder_attention_mask"].to(device).bool()
+    if not torch.equal(targets.mask.to(device), decoder_mask):
         raise DataError(
-            f"teacher cache {cache.directory} holds fewer positions than the batch "
-            f"(cuts {list(batch['cut_ids'])[:3]}...): was it built with the same tokenizer?"
+            f"teacher cache {cache.directory}: cached positions differ from the batch's decoder "
+            f"positions (cuts {list(batch['cut_ids'])[:3]}...): was it built from the same "
+            "transcripts with the same tokenizer?"
         )
+    mask = decoder_mask & kd_position_mask(batch).to(device)
     return TopKTargets(targets.ids.to(device), targets.log_probs.to(device), mask)
 
 
