@@ -11,6 +11,31 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "egs" / "mini" / "run.sh"
+RUN_DISTILWHISPER = ROOT / "egs" / "mini" / "distilwhisper" / "run.sh"
+TINY_WHISPER = {
+    "model_type": "whisper",
+    "vocab_size": 51865,
+    "num_mel_bins": 80,
+    "d_model": 16,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 32,
+    "decoder_ffn_dim": 32,
+    "max_source_positions": 875,
+    "max_target_positions": 448,
+}
+
+
+def _tiny_configs(tmp: Path) -> list[str]:
+    """Options making the mini Whisper foundation models tiny (one epoch each)."""
+    options = []
+    for size, d_model in (("teacher", 24), ("student", 16)):
+        path = tmp / f"whisper_{size}.json"
+        path.write_text(json.dumps({**TINY_WHISPER, "d_model": d_model}))
+        options += [f"--{size}-config", str(path), f"--{size}-epochs", "1"]
+    return options
 
 
 def _run(tmp: Path, *options: str) -> subprocess.CompletedProcess:
@@ -29,6 +54,9 @@ def _run(tmp: Path, *options: str) -> subprocess.CompletedProcess:
         "1",
         "--results",
         str(tmp / "RESULTS.md"),
+        *_tiny_configs(tmp),
+        "--methods",
+        "",
         *options,
     ]
     env = dict(os.environ, speechkd_max_jobs="2")
@@ -57,6 +85,10 @@ def test_data_stages_make_manifests_features_units(mini_run) -> None:
         assert (data / "fbank" / f"{corpus}_cuts_{split}.jsonl.gz").is_file()
     assert (data / "lang_bpe_100" / "bpe.model").is_file()
     assert (data / "lang_whisper" / "tokenizer.json").is_file()
+    assert (data / "whisper_fbank" / "mini_asr_cuts_test_ood.jsonl.gz").is_file()
+    for size in ("teacher", "student"):
+        model = tmp / "exp" / "whisper_foundation" / size / "model"
+        assert (model / "model.safetensors").is_file() and (model / "tokenizer.json").is_file()
     for den in ("lang_phone_en", "lang_char_en"):
         assert (data / den / "den.fst.txt").is_file()
     for name, metrics in [
@@ -92,3 +124,43 @@ def test_rerun_skips_and_changed_config_reruns(mini_run) -> None:
     assert "stage 'units': running (parameters changed)" in changed.stderr
     assert "stage 'corpus'" not in changed.stderr
     assert (tmp / "data" / "lang_bpe_90" / "bpe.model").is_file()
+
+
+def test_distilwhisper_mini_recipe(mini_run) -> None:
+    """Every DistilWhisper stage on the tiny corpus and tiny foundation models."""
+    tmp, _ = mini_run
+    dw = tmp / "dw"
+    cmd = ["bash", str(RUN_DISTILWHISPER), "--stage", "1", "--mini-data", str(tmp / "data")]
+    cmd += ["--mini-exp", str(tmp / "exp"), "--data", str(dw / "data"), "--expdir", str(dw / "exp")]
+    cmd += ["--languages", "ca th", "--top-k", "8", "--results", str(dw / "RESULTS.md")]
+    cmd += [
+        "--train-opts",
+        "--epochs 1 --lr 1e-3 --max-cuts 4",
+        "--decode-opts",
+        "--max-new-tokens 4",
+    ]
+    env = dict(os.environ, speechkd_max_jobs="2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    exp = dw / "exp" / "distilwhisper"
+    systems = ["zeroshot_teacher", "zeroshot_student", "ft", "lora_ft", "clsr_ft"]
+    systems += ["distilwhisper", "distilwhisper_kl"]
+    for system in systems:
+        for test_set in ("test", "test_ood"):
+            scores = json.loads((exp / system / "decode" / f"scores-{test_set}.json").read_text())
+            assert sorted(scores["per_language"]) == ["ca", "th"], system
+    for system in ("clsr_ft", "distilwhisper"):
+        assert sorted(
+            p.name for p in (exp / system / "language_modules").glob("*.safetensors")
+        ) == [
+            "ca.safetensors",
+            "th.safetensors",
+        ]
+        assert (exp / system / "decode" / "gate-usage-test_ood.json").is_file()
+    assert (exp / "teacher_cache" / "index.json").is_file()
+    assert (exp / "gate_usage.png").is_file()
+    report = (dw / "RESULTS.md").read_text()
+    for heading in ("Error rates (Table 1)", "Gap closed", "Parameters", "Gate activation"):
+        assert heading in report
+    assert "Speed-up per epoch" in report
+    assert not list(dw.rglob(".tmp-*")), "temporary files left behind"

@@ -18,6 +18,13 @@ bpe_vocab_size=500
 bpe_languages="en de"  # raw text of these languages trains the BPE model
 probe_epochs=15   # intelligibility probe (stage 4)
 probe_languages="en"
+whisper_languages="en de ca cs pl hu uk ta th"  # languages of the mini Whisper foundation models
+teacher_config=conf/whisper_mini_teacher.json  # mini "large" Whisper (relative to the repo root)
+student_config=conf/whisper_mini_student.json  # mini "small" Whisper
+teacher_epochs=30   # mini "large" Whisper trained from scratch (stage 7)
+student_epochs=30   # mini "small" Whisper
+foundation_opts=""  # extra whisper_train flags of stage 7 (e.g. --device cuda --amp)
+methods="distilwhisper"  # method recipes run by stage 10 (egs/mini/<method>/run.sh)
 force=false
 results=RESULTS.md  # the report written by the last stage
 
@@ -130,6 +137,70 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   # the CTC model decoded like the LF-MMI one (with the denominator's character LM)
   probe char_ctc_graph --chars "$data/lang_char_en/phones.txt" --decode graph \
     --den-graph "$data/lang_char_en/den.fst.txt"
+fi
+
+whisper_fbank=$data/whisper_fbank
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  log "Stage 6: Whisper log-mel features (80 bins) of the ASR and child corpora, $nj jobs per split"
+  if stage_needed whisper_fbank "$manifests" "$whisper_fbank" "nj-independent whisper 80"; then
+    $train_cmd JOB=1:$nj "$whisper_fbank/log/whisper_fbank.JOB.log" \
+      python -m speechkd.bin.compute_features --from-dir "$manifests" \
+        --pattern 'mini_[ac]*_cuts_*.jsonl.gz' --output-dir "$whisper_fbank" \
+        --feature-type whisper --num-mel-bins 80 --shard JOB/$nj
+    python -m speechkd.bin.compute_features --from-dir "$manifests" \
+      --pattern 'mini_[ac]*_cuts_*.jsonl.gz' --output-dir "$whisper_fbank" --merge "$nj"
+    stage_done whisper_fbank "$manifests" "$whisper_fbank" "nj-independent whisper 80"
+  fi
+fi
+
+foundation=$expdir/whisper_foundation
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  # The stand-in for downloading whisper-large-v2 / whisper-small: two multilingual Whisper
+  # models (real tokenizer) trained from scratch on the mini ASR corpus, a bigger "teacher" and a
+  # smaller "student" (conf/whisper_mini_{teacher,student}.json). Every mini method adapts these.
+  log "Stage 7: mini Whisper foundation models on: $whisper_languages"
+  train_set=$whisper_fbank/foundation_cuts_train.jsonl.gz
+  dev_set=$whisper_fbank/foundation_cuts_dev.jsonl.gz
+  for split in train dev; do
+    out=$whisper_fbank/foundation_cuts_$split.jsonl.gz
+    if stage_needed "foundation_$split" "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" "$out" \
+        "$whisper_languages"; then
+      # shellcheck disable=SC2086
+      python -m speechkd.bin.subsample_cuts --cuts "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" \
+        --out "$out" --per-language all --by random --seed "$seed" --languages $whisper_languages
+      stage_done "foundation_$split" "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" "$out" \
+        "$whisper_languages"
+    fi
+  done
+  for size in teacher student; do
+    epochs_var=${size}_epochs
+    conf_var=${size}_config
+    conf=${!conf_var}
+    case $conf in /*) ;; *) conf=$SPEECHKD_ROOT/$conf ;; esac
+    params="epochs=${!epochs_var} seed=$seed $foundation_opts"
+    if stage_needed "foundation_$size" "$train_set $dev_set $conf $data/lang_whisper" \
+        "$foundation/$size/model" "$params"; then
+      # shellcheck disable=SC2086
+      $cuda_cmd "$foundation/$size/log/whisper_train.log" \
+        python -m speechkd.bin.whisper_train --model-config "$conf" --tokenizer "$data/lang_whisper" \
+          --train-cuts "$train_set" --dev-cuts "$dev_set" --exp-dir "$foundation/$size" \
+          --epochs "${!epochs_var}" --lr 1e-3 --warmup-epochs 1 --max-duration 240 --max-cuts 48 \
+          --label-smoothing 0.1 --keep-last 2 --seed "$seed" --resume --no-progress \
+          --method-name whisper-foundation --model-name "mini-$size" \
+          --description "mini Whisper $size trained from scratch on the mini corpus" \
+          $foundation_opts
+      stage_done "foundation_$size" "$train_set $dev_set $conf $data/lang_whisper" \
+        "$foundation/$size/model" "$params"
+    fi
+  done
+fi
+
+if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
+  for method in $methods; do
+    log "Stage 10: the $method mini recipe (egs/mini/$method/run.sh)"
+    (cd "$method" && ./run.sh --mini-data "$(readlink -f "$data")" --mini-exp "$(readlink -f "$expdir")" \
+      --nj "$nj" --seed "$seed" --force "$force")
+  done
 fi
 
 if [ $stage -le 100 ] && [ $stop_stage -ge 100 ]; then
