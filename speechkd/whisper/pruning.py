@@ -1,9 +1,12 @@
 """Lottery-ticket iterative magnitude pruning (IMP) of Whisper, as in PEPSI.
 
-One IMP round (a trainer drives the loop): train Whisper+LoRA briefly, ``prune_round`` to the
-next sparsity of ``prune_schedule`` (global magnitude over all prunable weights still alive),
-``rewind`` the survivors to the pretrained values (or a step-t ``snapshot``), repeat. Masks are
-boolean keep-masks keyed by parameter name (as in ``model.named_parameters()``).
+One IMP round (``speechkd.whisper.imp.run_imp`` drives the loop): train Whisper+LoRA briefly,
+``prune_round`` to the next sparsity of ``prune_schedule`` (global magnitude over all prunable
+weights still alive), ``rewind`` the survivors to the pretrained values (or a step-t
+``snapshot``), repeat. Masks are boolean keep-masks keyed by parameter name (as in
+``model.named_parameters()``; :func:`resolve_masks` maps plain Whisper names onto a peft-wrapped
+model). Fine-tuning a pruned model keeps its zeros with :func:`mask_enforcing_hook` (after each
+optimizer step) and :func:`enforce_masks` (gradients).
 
 Prunable: the weights of ``nn.Linear``, ``nn.Conv1d`` and ``nn.Embedding`` modules (token and
 learned decoder position embeddings included). Never pruned: biases and layer norms, the fixed
@@ -17,7 +20,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -269,12 +272,86 @@ def enforce_masks(
     handles = []
     for name, p in _masked_params(model, masks).items():
         if p.requires_grad:
-            mask = masks[name].to(p.device)
-            handles.append(p.register_hook(lambda grad, mask=mask: grad * mask))
+            mask = _DeviceMask(masks[name])
+            handles.append(p.register_hook(lambda grad, mask=mask: grad * mask.on(grad.device)))
     if optimizer is not None:
         handles.append(optimizer.register_step_post_hook(lambda *_: apply_masks(model, masks)))
     apply_masks(model, masks)
     return MaskEnforcement(handles)
+
+
+class _DeviceMask:
+    """A mask with a cached copy on the device last asked for (the model may move after the
+    hooks are registered, e.g. when a trainer puts it on the GPU)."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        self.mask = mask
+
+    def on(self, device: torch.device) -> torch.Tensor:
+        if self.mask.device != device:
+            self.mask = self.mask.to(device)
+        return self.mask
+
+
+def plain_parameter_name(name: str) -> str:
+    """The name of a parameter in the plain Whisper model (peft wrapper prefixes removed)."""
+    return name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+
+
+def resolve_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> Masks:
+    """``masks`` keyed by the parameter names of ``model``.
+
+    Masks saved with plain Whisper names (as ``pepsi_prune`` writes them) fit a peft-wrapped
+    model too, and masks of a wrapped model fit the plain one: names are matched after removing
+    the wrapper prefixes. A mask that names no parameter of ``model`` raises ``ConfigError``.
+    """
+    params = unique_parameters(model)
+    by_plain: dict[str, str] = {}
+    for name in params:
+        by_plain.setdefault(plain_parameter_name(name), name)
+    resolved: Masks = {}
+    missing: list[str] = []
+    for name, mask in masks.items():
+        target = name if name in params else by_plain.get(plain_parameter_name(name))
+        if target is None:
+            missing.append(name)
+        else:
+            resolved[target] = mask
+    if missing:
+        raise ConfigError(f"pruning masks name parameters the model lacks: {missing[:3]}")
+    _masked_params(model, resolved)  # shapes
+    return resolved
+
+
+def mask_enforcing_hook(
+    masks: Mapping[str, torch.Tensor],
+    then: Callable[[nn.Module, int], None] | None = None,
+) -> Callable[[nn.Module, int], None]:
+    """An ``after_optimizer_step(model, global_step)`` hook that re-zeroes the pruned weights.
+
+    For fine-tuning a pruned model (LTH-FT, PEPSI's LoRA phase): pass it as the trainer's
+    ``after_optimizer_step``; ``then`` (e.g. :func:`speechkd.whisper.peft_methods.
+    after_optimizer_step`) runs after it. Mask names may be plain Whisper names or the model's
+    own (:func:`resolve_masks`, resolved on the first call); the masks are kept on the
+    parameters' device. Zero the pruned entries before the first step with :func:`apply_masks`
+    (or :func:`enforce_masks`, which also keeps their gradients at zero so that gradient
+    clipping sees only the alive weights).
+    """
+    state: dict[str, object] = {"model": None, "pairs": []}
+
+    @torch.no_grad()
+    def hook(model: nn.Module, global_step: int) -> None:
+        if state["model"] is not model:
+            resolved = resolve_masks(model, masks)
+            params = unique_parameters(model)
+            state["pairs"] = [(params[n], _DeviceMask(~m.bool())) for n, m in resolved.items()]
+            state["model"] = model
+        for param, pruned in state["pairs"]:
+            param.masked_fill_(pruned.on(param.device), 0.0)
+        if then is not None:
+            then(model, global_step)
+
+    return hook
 
 
 # Fig. 3b of PEPSI: alive percentage per part of Whisper.
@@ -316,10 +393,7 @@ def alive_fraction_by_group(
 
 def unwrap_mask_names(masks: Mapping[str, torch.Tensor]) -> Masks:
     """Mask names of a peft-wrapped model as in the plain Whisper model after ``merge_peft``."""
-    return {
-        name.removeprefix("base_model.model.").replace(".base_layer.", "."): mask
-        for name, mask in masks.items()
-    }
+    return {plain_parameter_name(name): mask for name, mask in masks.items()}
 
 
 def _pack(mask: torch.Tensor) -> torch.Tensor:
