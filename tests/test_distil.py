@@ -180,3 +180,33 @@ def test_fetch_whisper_copies_a_model_dir(tokenizer, tmp_path: Path) -> None:  #
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
     with pytest.raises(DataError, match="cannot load"):
         fetch_whisper(str(tmp_path / "missing"), tmp_path / "x", tokenizer_name=str(source))
+
+
+def test_cli_masks_keep_pruned_weights_zero(tokenizer, cuts, tmp_path: Path) -> None:  # noqa: F811
+    """LTH-FT: fine-tuning a pruned model through whisper_train --masks keeps its zeros."""
+    from speechkd.bin import whisper_train
+    from speechkd.whisper.decode import load_whisper_model
+    from speechkd.whisper.pruning import apply_masks, init_masks, prune_round, save_masks
+
+    tok_dir, cuts_path, _ = _write_inputs(tokenizer, cuts, tmp_path)
+    model = tiny_model(tokenizer, 0)
+    masks = prune_round(model, init_masks(model), 0.5)
+    apply_masks(model, masks)
+    pruned_dir = export_model(model, tmp_path / "pruned", tokenizer)
+    save_masks(masks, tmp_path / "masks.safetensors")
+    exp = tmp_path / "exp"
+    args = ["--train-cuts", str(cuts_path), "--init-from", str(pruned_dir), "--no-progress"]
+    args += ["--exp-dir", str(exp), "--epochs", "1", "--lr", "1e-2", "--max-duration", "3"]
+    args += ["--masks", str(tmp_path / "masks.safetensors"), "--weight-decay", "0.1"]
+    assert whisper_train.main([*args, "--peft", "full"]) == 0
+    trained = dict(load_whisper_model(exp / "model").named_parameters())
+    pruned = sum(int((~m).sum()) for m in masks.values())
+    changed = 0
+    for name, mask in masks.items():
+        assert not trained[name][~mask].any(), name
+        changed += int((trained[name][mask] != dict(model.named_parameters())[name][mask]).sum())
+    assert changed > 0  # the surviving weights did train
+    params = json.loads((exp / "params.json").read_text())
+    assert params["inference"] == params["total"] - pruned
+    with pytest.raises(ConfigError, match="refill pruned"):
+        whisper_train.main([*args, "--peft", "lora"])

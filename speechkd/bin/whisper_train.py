@@ -59,6 +59,12 @@ from speechkd.whisper.distil import (
 from speechkd.whisper.language_modules import save_language_modules
 from speechkd.whisper.params import WHISPER_SIZES, build_whisper, count_parameters, whisper_config
 from speechkd.whisper.peft_methods import PEFT_METHODS, apply_peft, peft_regularization
+from speechkd.whisper.pruning import (
+    enforce_masks,
+    load_masks,
+    mask_enforcing_hook,
+    resolve_masks,
+)
 from speechkd.whisper.teacher_cache import TeacherCache
 from speechkd.whisper.trainer import (
     TrainerConfig,
@@ -71,6 +77,10 @@ from speechkd.whisper.trainer import (
 )
 
 logger = logging.getLogger(__name__)
+
+# PEFT methods whose export keeps pruned weights at zero (full: the masked weights themselves;
+# pepsi: LoRA only on decoder q/v, which pruning never touches)
+MASK_SAFE_METHODS = ("full", "pepsi", "bitfit")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -98,6 +108,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--peft", choices=PEFT_METHODS, default="full")
     p.add_argument("--peft-options", default="{}", help="JSON dict of apply_peft options")
+    p.add_argument(
+        "--masks",
+        default=None,
+        help="pruning masks (pepsi_prune's masks.safetensors): pruned weights stay zero "
+        "(LTH-FT with --peft full, PEPSI with --peft pepsi)",
+    )
     p.add_argument("--exp-dir", required=True)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -201,6 +217,13 @@ def check_method_args(args: argparse.Namespace) -> None:
         raise ConfigError("--kd-teacher and --kd-cache exclude each other")
     if args.clsr_languages and args.peft != "full":
         raise ConfigError(f"--clsr-languages trains CLSR experts only; drop --peft {args.peft}")
+    if args.masks and args.peft not in MASK_SAFE_METHODS:
+        raise ConfigError(
+            f"--masks with --peft {args.peft}: merging its adapters at export would refill pruned "
+            f"weights; use one of {MASK_SAFE_METHODS}"
+        )
+    if args.masks and not Path(args.masks).is_file():
+        raise DataError(f"--masks {args.masks}: masks file not found")
     if args.kd_cache and not Path(args.kd_cache).is_dir():
         raise DataError(f"--kd-cache {args.kd_cache}: teacher cache directory not found")
     if args.kd_teacher and not Path(args.kd_teacher).is_dir():
@@ -364,6 +387,11 @@ def main(argv: list[str] | None = None) -> int:
             peft_options["total_step"] = total_steps
         model = apply_peft(model, args.peft, **peft_options)
         inference = base_total  # adapters are merged into the weights at export
+        if args.masks:
+            masks = resolve_masks(model, load_masks(args.masks))
+            enforce_masks(model, masks)
+            hooks.after_optimizer_step = mask_enforcing_hook(masks, then=hooks.after_optimizer_step)
+            inference = base_total - sum(int((~m.bool()).sum()) for m in masks.values())
     counts = count_parameters(model)
     params = {"total": base_total, "trainable": counts.trainable, "inference": inference}
     logger.info(
