@@ -32,3 +32,12 @@ def _seed_everything() -> None:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def mini_run(tmp_path_factory: pytest.TempPathFactory):
+    """egs/mini/run.sh stages 0-100 at tiny scale with tiny foundation models: (dir, process)."""
+    from tests.mini_recipe import run_mini
+
+    tmp = tmp_path_factory.mktemp("mini")
+    return tmp, run_mini(tmp, "--stage", "0", "--stop-stage", "100")

@@ -3,72 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "egs" / "mini" / "run.sh"
-RUN_DISTILWHISPER = ROOT / "egs" / "mini" / "distilwhisper" / "run.sh"
-TINY_WHISPER = {
-    "model_type": "whisper",
-    "vocab_size": 51865,
-    "num_mel_bins": 80,
-    "d_model": 16,
-    "encoder_layers": 1,
-    "decoder_layers": 1,
-    "encoder_attention_heads": 2,
-    "decoder_attention_heads": 2,
-    "encoder_ffn_dim": 32,
-    "decoder_ffn_dim": 32,
-    "max_source_positions": 875,
-    "max_target_positions": 448,
-}
-
-
-def _tiny_configs(tmp: Path) -> list[str]:
-    """Options making the mini Whisper foundation models tiny (one epoch each)."""
-    options = []
-    for size, d_model in (("teacher", 24), ("student", 16)):
-        path = tmp / f"whisper_{size}.json"
-        path.write_text(json.dumps({**TINY_WHISPER, "d_model": d_model}))
-        options += [f"--{size}-config", str(path), f"--{size}-epochs", "1"]
-    return options
-
-
-def _run(tmp: Path, *options: str) -> subprocess.CompletedProcess:
-    cmd = [
-        "bash",
-        str(RUN),
-        "--scale",
-        "tiny",
-        "--data",
-        str(tmp / "data"),
-        "--expdir",
-        str(tmp / "exp"),
-        "--bpe-vocab-size",
-        "100",
-        "--probe-epochs",
-        "1",
-        "--results",
-        str(tmp / "RESULTS.md"),
-        *_tiny_configs(tmp),
-        "--methods",
-        "",
-        *options,
-    ]
-    env = dict(os.environ, speechkd_max_jobs="2")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc
-
-
-@pytest.fixture(scope="module")
-def mini_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    tmp = tmp_path_factory.mktemp("mini")
-    return tmp, _run(tmp, "--stage", "0", "--stop-stage", "100")
+from tests.mini_recipe import run_method_recipe, run_mini
 
 
 def test_data_stages_make_manifests_features_units(mini_run) -> None:
@@ -109,7 +45,7 @@ def test_data_stages_make_manifests_features_units(mini_run) -> None:
 
 def test_rerun_skips_and_changed_config_reruns(mini_run) -> None:
     tmp, _ = mini_run
-    again = _run(tmp, "--stage", "0", "--stop-stage", "5")
+    again = run_mini(tmp, "--stage", "0", "--stop-stage", "5")
     for name in (
         "corpus",
         "validate",
@@ -120,7 +56,7 @@ def test_rerun_skips_and_changed_config_reruns(mini_run) -> None:
         "probe_char_mmi",
     ):
         assert f"stage '{name}': skipped" in again.stderr
-    changed = _run(tmp, "--stage", "3", "--stop-stage", "3", "--bpe-vocab-size", "90")
+    changed = run_mini(tmp, "--stage", "3", "--stop-stage", "3", "--bpe-vocab-size", "90")
     assert "stage 'units': running (parameters changed)" in changed.stderr
     assert "stage 'corpus'" not in changed.stderr
     assert (tmp / "data" / "lang_bpe_90" / "bpe.model").is_file()
@@ -130,18 +66,19 @@ def test_distilwhisper_mini_recipe(mini_run) -> None:
     """Every DistilWhisper stage on the tiny corpus and tiny foundation models."""
     tmp, _ = mini_run
     dw = tmp / "dw"
-    cmd = ["bash", str(RUN_DISTILWHISPER), "--stage", "1", "--mini-data", str(tmp / "data")]
-    cmd += ["--mini-exp", str(tmp / "exp"), "--data", str(dw / "data"), "--expdir", str(dw / "exp")]
-    cmd += ["--languages", "ca th", "--top-k", "8", "--results", str(dw / "RESULTS.md")]
-    cmd += [
+    run_method_recipe(
+        "distilwhisper",
+        tmp,
+        dw,
+        "--languages",
+        "ca th",
+        "--top-k",
+        "8",
         "--train-opts",
         "--epochs 1 --lr 1e-3 --max-cuts 4",
         "--decode-opts",
         "--max-new-tokens 4",
-    ]
-    env = dict(os.environ, speechkd_max_jobs="2")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    )
     exp = dw / "exp" / "distilwhisper"
     systems = ["zeroshot_teacher", "zeroshot_student", "ft", "lora_ft", "clsr_ft"]
     systems += ["distilwhisper", "distilwhisper_kl"]

@@ -1,0 +1,77 @@
+"""The tiny mini-recipe run shared by the end-to-end tests (see the ``mini_run`` fixture)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "egs" / "mini" / "run.sh"
+TINY_WHISPER = {
+    "model_type": "whisper",
+    "vocab_size": 51865,
+    "num_mel_bins": 80,
+    "d_model": 16,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 32,
+    "decoder_ffn_dim": 32,
+    "max_source_positions": 875,
+    "max_target_positions": 448,
+}
+
+
+def _tiny_configs(tmp: Path) -> list[str]:
+    """Options making the mini Whisper foundation models tiny (one epoch each)."""
+    options = []
+    for size, d_model in (("teacher", 24), ("student", 16)):
+        path = tmp / f"whisper_{size}.json"
+        path.write_text(json.dumps({**TINY_WHISPER, "d_model": d_model}))
+        options += [f"--{size}-config", str(path), f"--{size}-epochs", "1"]
+    return options
+
+
+def run_mini(tmp: Path, *options: str) -> subprocess.CompletedProcess:
+    cmd = [
+        "bash",
+        str(RUN),
+        "--scale",
+        "tiny",
+        "--data",
+        str(tmp / "data"),
+        "--expdir",
+        str(tmp / "exp"),
+        "--bpe-vocab-size",
+        "100",
+        "--probe-epochs",
+        "1",
+        "--results",
+        str(tmp / "RESULTS.md"),
+        *_tiny_configs(tmp),
+        "--methods",
+        "",
+        *options,
+    ]
+    env = dict(os.environ, speechkd_max_jobs="2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc
+
+
+def run_method_recipe(
+    method: str, tmp: Path, out: Path, *options: str
+) -> subprocess.CompletedProcess:
+    """Run egs/mini/<method>/run.sh from stage 1 on the tiny mini run in ``tmp`` (data and
+    foundation models), writing into ``out`` (data, exp, RESULTS.md)."""
+    cmd = ["bash", str(ROOT / "egs" / "mini" / method / "run.sh"), "--stage", "1"]
+    cmd += ["--mini-data", str(tmp / "data"), "--mini-exp", str(tmp / "exp")]
+    cmd += ["--data", str(out / "data"), "--expdir", str(out / "exp")]
+    cmd += ["--results", str(out / "RESULTS.md"), *options]
+    env = dict(os.environ, speechkd_max_jobs="2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc
