@@ -36,6 +36,7 @@ from speechkd.data.whisper_tokenizer import load_whisper_tokenizer
 from speechkd.errors import ConfigError, DataError
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
+from speechkd.utils.shards import parse_shard
 from speechkd.whisper.data import TASKS
 from speechkd.whisper.decode import load_whisper_model
 from speechkd.whisper.teacher_cache import DTYPES
@@ -51,17 +52,6 @@ from speechkd.whisper.teacher_outputs import (
 from speechkd.whisper.trainer import default_device
 
 logger = logging.getLogger(__name__)
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """Parse ``"J/N"`` (1 <= J <= N) into ``(J, N)``."""
-    try:
-        job, num = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must look like J/N (e.g. 2/4), got {text!r}") from None
-    if not 1 <= job <= num:
-        raise ConfigError(f"--shard {text}: need 1 <= J <= N")
-    return job, num
 
 
 def get_parser() -> argparse.ArgumentParser:

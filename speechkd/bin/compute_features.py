@@ -45,21 +45,11 @@ from speechkd.errors import ConfigError, DataError
 from speechkd.utils.atomic import save_manifest
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
+from speechkd.utils.shards import parse_shard
 
 logger = logging.getLogger(__name__)
 
 FEATURE_TYPES = ("fbank", "whisper")
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """Parse ``"J/N"`` (1 <= J <= N) into ``(J, N)``."""
-    try:
-        job, num = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must look like J/N (e.g. 2/4), got {text!r}") from None
-    if not 1 <= job <= num:
-        raise ConfigError(f"--shard {text}: need 1 <= J <= N")
-    return job, num
 
 
 def select_shard(cuts: CutSet, job: int, num_shards: int) -> CutSet:
