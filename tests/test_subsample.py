@@ -199,3 +199,20 @@ def test_cli_combines_inputs_and_writes_atomically(tmp_path, capsys):
     assert subsample_cuts.main(argv + ["--by", "score", "--missing-votes", "zero"]) == 0
     with pytest.raises(ConfigError, match="10x"):
         subsample_cuts.main(argv[:-1] + ["10x"])
+
+
+def test_cli_path_prefix_makes_relative_paths_absolute(tmp_path):
+    relative_cut = make_cut("rel_a", "ca")
+    relative_cut.recording.sources[0].source = "data/wav/rel_a.wav"
+    cuts = CutSet.from_cuts([*corpus(), relative_cut])
+    inp, out = tmp_path / "in.jsonl.gz", tmp_path / "out.jsonl.gz"
+    cuts.to_file(inp)
+    argv = ["--cuts", str(inp), "--out", str(out), "--per-language", "all", "--by", "random"]
+    assert subsample_cuts.main(argv + ["--path-prefix", str(tmp_path / "recipe")]) == 0
+    sources = {c.recording.sources[0].source for c in load_manifest(out)}
+    relative = {c.recording.sources[0].source for c in cuts}
+    expected = {
+        s if Path(s).is_absolute() else str((tmp_path / "recipe").resolve() / s) for s in relative
+    }
+    assert sources == expected
+    assert str((tmp_path / "recipe").resolve() / "data/wav/rel_a.wav") in sources

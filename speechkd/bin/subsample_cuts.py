@@ -74,6 +74,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="CutSets the output must share no recording with",
     )
     parser.add_argument("--resample", type=int, default=None, help="resample cuts to this rate")
+    parser.add_argument(
+        "--path-prefix",
+        type=Path,
+        default=None,
+        help="directory that relative audio and feature paths are relative to: written "
+        "absolute, so that the output works from any recipe directory",
+    )
     parser.add_argument("--log-file", type=Path, default=None)
     return parser
 
@@ -128,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             selected,
             {str(p): load_cuts([p]) for p in args.disjoint_from},
             what=f"the selection for {args.out}",
+        )
+    if args.path_prefix is not None:
+        prefix = str(args.path_prefix.resolve())
+        # absolute paths stay as they are (pathlib: prefix / absolute == absolute)
+        selected = (
+            selected.with_recording_path_prefix(prefix).with_features_path_prefix(prefix).to_eager()
         )
     if args.resample is not None:
         if args.resample <= 0:

@@ -56,7 +56,8 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
         "$languages seed=$seed"; then
       # shellcheck disable=SC2086
       python -m speechkd.bin.subsample_cuts --cuts "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" \
-        --out "$out" --per-language "$size" --by random --seed "$seed" --languages $languages
+        --out "$out" --per-language "$size" --by random --seed "$seed" --languages $languages \
+        --path-prefix "$RECIPE_DIR/.."  # ../run.sh's relative paths, made absolute
       stage_done "subset_${split}_$size" "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" "$out" \
         "$languages seed=$seed"
     fi
