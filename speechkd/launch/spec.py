@@ -9,12 +9,26 @@ from dataclasses import dataclass, field
 from speechkd.errors import ConfigError
 
 _ARRAY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\d+):(\d+)$")
-_RESOURCE_OPTIONS = {"--gpu": "gpus", "--mem": "mem", "--num-threads": "cpus", "--time": "time"}
+# command-line options that override the resources of the job class (conf/slurm.conf keys)
+RESOURCE_OPTIONS = {
+    "--gpu": "gpus",
+    "--mem": "mem",
+    "--num-threads": "cpus",
+    "--time": "time",
+    "--partition": "partition",
+    "--ntasks": "ntasks",
+    "--nodes": "nodes",
+}
 
 
 @dataclass
 class JobSpec:
-    """What to run: ``command`` once per index in ``[first, last]`` (``variable`` substituted)."""
+    """What to run: ``command`` once per index in ``[first, last]`` (``variable`` substituted).
+
+    ``resources`` holds the command-line overrides of the job class's resources, keyed as in
+    conf/slurm.conf (``gpus``, ``mem``, ``cpus``, ``time``, ``partition``, ``ntasks``, ``nodes``);
+    the local backend ignores them.
+    """
 
     command: list[str]
     log_path: str
@@ -62,14 +76,14 @@ def parse_launch_args(argv: list[str]) -> JobSpec:
         if not args:
             raise ConfigError(f"launch: option {name} needs a value")
         value = args.pop(0)
-        if name in _RESOURCE_OPTIONS:
-            resources[_RESOURCE_OPTIONS[name]] = value
+        if name in RESOURCE_OPTIONS:
+            resources[RESOURCE_OPTIONS[name]] = value
         elif name in ("--backend", "--class", "--max-jobs-run", "--config", "--retries"):
             options[name] = value
         else:
             valid = sorted(
                 [
-                    *_RESOURCE_OPTIONS,
+                    *RESOURCE_OPTIONS,
                     "--backend",
                     "--class",
                     "--max-jobs-run",
