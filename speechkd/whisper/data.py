@@ -16,13 +16,15 @@ the encoder's input length (3000 frames for the OpenAI sizes, ``2 * max_source_p
 :class:`DurationBatchSampler` groups cuts of similar duration into batches of at most
 ``max_duration`` seconds (optionally one language per batch, as CLSR training needs); its order
 depends only on ``seed`` and the epoch, so a resumed run sees the same batches.
+:class:`RankBatches` is one process's share of an epoch of such a sampler in data-parallel
+training (and the remainder of an epoch when training resumes in its middle).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +45,7 @@ logger = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 PROMPT_LENGTH = 4  # sot, language, task, notimestamps
 TASKS = ("transcribe", "translate")
+PAD_MODES = ("repeat", "drop", "none")
 
 
 @dataclass(frozen=True)
@@ -297,8 +300,9 @@ class DurationBatchSampler:
     Cuts are sorted by duration, split into ``num_buckets`` buckets of equal count, shuffled inside
     each bucket (``shuffle``) and packed greedily; the batch order is shuffled too. With
     ``language_homogeneous`` every batch holds one language. The order depends only on ``seed``
-    and the epoch (:meth:`set_epoch`). A cut longer than ``max_duration`` forms its own batch.
-    Use as ``DataLoader(dataset, sampler=sampler, batch_size=None)``.
+    and the epoch (:meth:`set_epoch`), so every process of a data-parallel job builds the same
+    order (:class:`RankBatches` deals it out). A cut longer than ``max_duration`` forms its own
+    batch. Use as ``DataLoader(dataset, sampler=sampler, batch_size=None)``.
     """
 
     def __init__(
@@ -327,6 +331,7 @@ class DurationBatchSampler:
         self.max_cuts = max_cuts
         self.default_language = default_language
         self.epoch = 0
+        self._cache: tuple[tuple, list[list[Cut]]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -362,7 +367,21 @@ class DurationBatchSampler:
         return batches
 
     def batches(self) -> list[list[Cut]]:
-        """The cut lists of this epoch's batches, in order."""
+        """The cut lists of this epoch's batches, in order (computed once per epoch)."""
+        key = (
+            self.seed,
+            self.epoch,
+            self.max_duration,
+            self.shuffle,
+            self.num_buckets,
+            self.language_homogeneous,
+            self.max_cuts,
+        )
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._make_batches())
+        return list(self._cache[1])
+
+    def _make_batches(self) -> list[list[Cut]]:
         rng = random.Random(f"{self.seed}-{self.epoch}")
         out: list[list[Cut]] = []
         for group in self._groups():
@@ -383,3 +402,86 @@ class DurationBatchSampler:
     def __iter__(self) -> Iterator[CutSet]:
         for batch in self.batches():
             yield CutSet.from_cuts(batch)
+
+
+def num_rounds(num_batches: int, world_size: int, pad: str = "repeat", rank: int = 0) -> int:
+    """Batches each of ``world_size`` processes gets from an epoch of ``num_batches`` batches.
+
+    ``repeat``: ceil(N / W) (the last incomplete round is filled with the epoch's first
+    batches); ``drop``: floor(N / W) (the last incomplete round is dropped); ``none``: this
+    ``rank``'s count without padding (ranks may differ: evaluation only).
+    """
+    if pad not in PAD_MODES:
+        raise ConfigError(f"pad must be one of {PAD_MODES}, got {pad!r}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(f"rank {rank} is outside the world of {world_size} processes")
+    if pad == "repeat":
+        return -(-num_batches // world_size)
+    if pad == "drop":
+        return num_batches // world_size
+    return len(range(rank, num_batches, world_size))
+
+
+class RankBatches:
+    """One process's share of an epoch of a batch sampler, from round ``start`` on.
+
+    The sampler's epoch order (the same in every process: it depends only on its seed and epoch)
+    is dealt out in rounds: in round ``k`` process ``r`` of ``W`` gets global batch ``k*W + r``,
+    so one optimizer step of ``W`` processes covers the same batches as one process with
+    ``W`` times the gradient accumulation. With ``pad="repeat"`` (default) the last incomplete
+    round takes global positions past the end modulo the epoch length (the epoch's first
+    batches again); with ``"drop"`` it is left out; ``"none"`` (evaluation) gives each rank its
+    own count. Iterating skips the first ``start`` rounds without loading their data (resuming
+    in the middle of an epoch). Use as a DataLoader ``sampler`` with ``batch_size=None``.
+    """
+
+    def __init__(
+        self,
+        sampler: Iterable,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: str = "repeat",
+        start: int = 0,
+    ) -> None:
+        self.sampler = sampler
+        self.rank = rank
+        self.world_size = world_size
+        self.pad = pad
+        self.num_batches = len(sampler)  # type: ignore[arg-type]
+        self.rounds = num_rounds(self.num_batches, world_size, pad, rank)
+        if not 0 <= start <= self.rounds:
+            raise ConfigError(f"start round {start} is outside 0..{self.rounds}")
+        self.start = start
+
+    def global_index(self, local_index: int) -> int:
+        """Position in the (padded) epoch order of this rank's ``local_index``-th batch."""
+        return local_index * self.world_size + self.rank
+
+    def global_indices(self) -> list[int]:
+        """Epoch-order positions of the batches this rank yields (from round ``start``)."""
+        return [self.global_index(k) for k in range(self.start, self.rounds)]
+
+    def __len__(self) -> int:
+        return self.rounds - self.start
+
+    def __iter__(self) -> Iterator:
+        wanted = self.global_indices()
+        if not wanted:
+            return
+        real = [g for g in wanted if g < self.num_batches]
+        padded = [g % self.num_batches for g in wanted if g >= self.num_batches]
+        keep = min(self.num_batches, self.world_size)  # padding comes from these
+        head: list = []
+        position = 0
+        for index, batch in enumerate(self.sampler):
+            if index < keep and padded:
+                head.append(batch)
+            if position < len(real) and index == real[position]:
+                yield batch
+                position += 1
+            if position == len(real) and (not padded or len(head) == keep):
+                break
+        if position != len(real):
+            raise DataError(f"the sampler yielded fewer batches than its length {self.num_batches}")
+        for index in padded:
+            yield head[index]

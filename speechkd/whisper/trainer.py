@@ -12,16 +12,57 @@ accumulation and clipping, optional label smoothing, and hooks for the methods b
 * ``stateful``: objects with ``state_dict``/``load_state_dict`` saved in checkpoints (e.g. the CLSR
   noise schedule).
 
-Every epoch ends with the validation loss and a checkpoint directory
+Hooks always receive the plain (unwrapped) model.
+
+**Checkpoints.** Every epoch ends with the validation loss and a checkpoint directory
 ``<exp_dir>/checkpoints/epoch-<N>/`` (``model.safetensors``, ``trainer_state.pt`` with optimizer,
-scheduler, sampler, RNG and hook states) written atomically; ``best-checkpoint.json`` names the
-epoch with the lowest validation loss. :meth:`WhisperTrainer.resume` continues from the last
-checkpoint exactly as if training had not stopped.
+scheduler, sampler, RNG and hook states, ``meta.json``) written atomically (a temporary
+``.tmp-*`` sibling renamed into place); ``best-checkpoint.json`` names the epoch with the lowest
+validation loss. With ``save_every_steps = N`` every N-th optimizer step also writes
+``checkpoints/step-<global step>/`` holding, in addition, the position inside the epoch (global
+batches consumed) and the partial training-loss sums; the last ``keep_step_checkpoints`` of them
+are kept, and those an epoch checkpoint supersedes are removed. :meth:`WhisperTrainer.resume`
+removes ``.tmp-*`` leftovers of a killed process and continues from the newest complete
+checkpoint (epoch or step, by global step), skipping the batches of the epoch already consumed,
+exactly as if training had not stopped.
+
+**Randomness.** Before each training batch the Python, numpy and torch (CUDA) generators are
+seeded from ``(seed, epoch, position of the batch in the epoch order)``. Dropout, CLSR gate noise
+and skipping therefore depend only on the batch, not on what ran before it: a run resumed at any
+step boundary, and a data-parallel run, draw exactly the random numbers of an uninterrupted
+single-process run.
+
+**Data parallelism.** When the process is one of several (torchrun's ``RANK``/``WORLD_SIZE``/
+``LOCAL_RANK``/``MASTER_ADDR``, or an ``srun`` task: :mod:`speechkd.launch.distributed`), the
+trainer joins the process group (gloo on CPU, nccl on CUDA, GPU ``cuda:<local rank>``) and wraps
+the model and its loss in ``DistributedDataParallel``:
+
+* batches: the sampler's epoch order (identical in every process) is dealt in rounds, process
+  ``r`` of ``W`` taking global batches ``r, r+W, r+2W, ...`` (:class:`speechkd.whisper.data.
+  RankBatches`); the last incomplete round is filled with the epoch's first batches
+  (``pad_last_round="repeat"``) or dropped (``"drop"``). One optimizer step covers
+  ``W * accum_grad`` batches, the global batch;
+* gradients: DDP averages them over processes, and each process divides its batch losses (the
+  per-token mean cross-entropy of a batch plus the extra terms) by ``accum_grad``: one step's
+  gradient is the mean over its ``W * accum_grad`` batch losses, exactly what one process with
+  ``accum_grad * W`` computes over the same batches;
+* parameters without gradient in a batch (CLSR: the experts of the other languages; CLSR's
+  skipped layers) are handled by ``find_unused_parameters`` (default on). Extra losses are
+  computed inside the wrapped forward, so parameters they alone touch count as used;
+* only rank 0 writes checkpoints, ``best-checkpoint.json`` and TensorBoard scalars and logs
+  progress; the logged losses are means over the step's batches and over processes; the epoch's
+  training and validation losses are reduced over processes (validation batches are split
+  among processes without padding);
+* the checkpoint directory must be shared by all processes; resuming reads the same checkpoint
+  in every process. A run may resume with another world size at an epoch boundary (or mid-epoch
+  when the consumed batches divide evenly).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -41,9 +82,10 @@ from torch import nn
 from tqdm import tqdm
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.launch import distributed
 from speechkd.utils.atomic import atomic_directory, atomic_write_text
 from speechkd.whisper import peft_methods
-from speechkd.whisper.data import IGNORE_INDEX
+from speechkd.whisper.data import IGNORE_INDEX, RankBatches, num_rounds
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +93,10 @@ CHECKPOINT_DIR = "checkpoints"
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
 BEST_FILE = "best-checkpoint.json"
+META_FILE = "meta.json"
 _EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+TEMP_PREFIX = ".tmp-"
 
 ExtraLoss = Callable[[nn.Module, dict, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
 BeforeForward = Callable[[nn.Module, dict], None]
@@ -80,6 +125,10 @@ class TrainerConfig:
     keep_last: int | None = None
     num_workers: int = 0
     progress: bool = True
+    save_every_steps: int | None = None
+    keep_step_checkpoints: int = 2
+    find_unused_parameters: bool = True
+    pad_last_round: str = "repeat"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -94,13 +143,26 @@ class TrainerConfig:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.keep_last is not None and self.keep_last < 1:
             raise ConfigError(f"keep_last must be >= 1, got {self.keep_last}")
+        if self.save_every_steps is not None and self.save_every_steps < 1:
+            raise ConfigError(f"save_every_steps must be >= 1, got {self.save_every_steps}")
+        if self.keep_step_checkpoints < 1:
+            raise ConfigError(
+                f"keep_step_checkpoints must be >= 1, got {self.keep_step_checkpoints}"
+            )
+        if self.pad_last_round not in ("repeat", "drop"):
+            raise ConfigError(
+                f"pad_last_round must be 'repeat' or 'drop', got {self.pad_last_round!r}"
+            )
 
 
 def default_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``device`` if given, else CUDA when available, else CPU.
+
+    In a multi-process job a bare ``cuda`` (or the CUDA default) is this process's GPU,
+    ``cuda:<local rank>``.
+    """
+    env = distributed.detect_distributed_env(resolve_host=False)
+    return distributed.local_device(env, device or None)
 
 
 def linear_warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -119,6 +181,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def batch_seed(seed: int, epoch: int, index: int) -> int:
+    """Seed of the random generators for the batch at ``index`` of ``epoch``'s order."""
+    digest = hashlib.sha256(f"{seed}:{epoch}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def rng_state() -> dict[str, Any]:
@@ -196,17 +264,70 @@ def load_model_weights(model: nn.Module, path: str | Path) -> None:
         )
 
 
+def _complete(path: Path) -> bool:
+    return (path / STATE_FILE).is_file() and (path / MODEL_FILE).is_file()
+
+
 def checkpoint_dirs(exp_dir: str | Path) -> list[tuple[int, Path]]:
-    """``(epoch, directory)`` of the finished checkpoints of an experiment, by epoch."""
+    """``(epoch, directory)`` of the finished epoch checkpoints of an experiment, by epoch."""
+    return _numbered_dirs(exp_dir, _EPOCH_DIR)
+
+
+def step_checkpoint_dirs(exp_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(global step, directory)`` of the complete mid-epoch checkpoints, by step."""
+    return _numbered_dirs(exp_dir, _STEP_DIR)
+
+
+def _numbered_dirs(exp_dir: str | Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
     root = Path(exp_dir) / CHECKPOINT_DIR
     if not root.is_dir():
         return []
     found = []
     for path in root.iterdir():
-        match = _EPOCH_DIR.match(path.name)
-        if match and (path / STATE_FILE).is_file() and (path / MODEL_FILE).is_file():
+        match = pattern.match(path.name)
+        if match and _complete(path):
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def checkpoint_global_step(path: str | Path) -> int:
+    """The global step a checkpoint directory was written at (``meta.json``, else its state)."""
+    path = Path(path)
+    meta = path / META_FILE
+    if meta.is_file():
+        return int(json.loads(meta.read_text(encoding="utf-8"))["global_step"])
+    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    return int(state["global_step"])
+
+
+def latest_checkpoint(exp_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint (epoch or step) by global step; an epoch wins a tie.
+
+    Directories that are not named ``epoch-N``/``step-N`` (``.tmp-*`` leftovers of a killed
+    process) or lack a file are never considered.
+    """
+    candidates = [(checkpoint_global_step(p), 1, p) for _, p in checkpoint_dirs(exp_dir)]
+    candidates += [(step, 0, p) for step, p in step_checkpoint_dirs(exp_dir)]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (c[0], c[1]))[2]
+
+
+def remove_stale_temporaries(exp_dir: str | Path) -> list[Path]:
+    """Delete the ``.tmp-*`` entries under ``checkpoints/`` (left by a killed writer)."""
+    root = Path(exp_dir) / CHECKPOINT_DIR
+    removed = []
+    if root.is_dir():
+        for path in sorted(root.iterdir()):
+            if path.name.startswith(TEMP_PREFIX):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+    for path in removed:
+        logger.warning("Removed %s (an unfinished checkpoint of an interrupted run)", path)
+    return removed
 
 
 def best_checkpoint(exp_dir: str | Path) -> Path:
@@ -282,8 +403,24 @@ def clsr_training_hooks(model: nn.Module) -> TrainingHooks:
     return TrainingHooks(before_forward, after_step, {"clsr_noise": schedule})
 
 
+class _TrainingStep(nn.Module):
+    """The model with its loss: DDP wraps this, so all that the loss touches counts as used."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: dict, train: bool):
+        return self.loss_fn(self.model, batch, train)
+
+
 class WhisperTrainer:
-    """Train a Whisper model on batches of :class:`speechkd.whisper.data.WhisperAsrDataset`."""
+    """Train a Whisper model on batches of :class:`speechkd.whisper.data.WhisperAsrDataset`.
+
+    In a multi-process job (see the module documentation) the trainer joins the process group
+    itself; ``model`` stays the plain model (hooks, :meth:`load_best`, exports use it).
+    """
 
     def __init__(
         self,
@@ -301,6 +438,9 @@ class WhisperTrainer:
         self.config = config
         self.exp_dir = Path(config.exp_dir)
         self.device = default_device(config.device)
+        distributed.init_distributed(self.device)
+        self.rank = distributed.get_rank()
+        self.world_size = distributed.get_world_size()
         self.model = model.to(self.device)
         self.train_dataset = train_dataset
         self.train_sampler = train_sampler
@@ -320,7 +460,15 @@ class WhisperTrainer:
             eps=config.adam_eps,
             weight_decay=config.weight_decay,
         )
-        self.steps_per_epoch = math.ceil(len(train_sampler) / config.accum_grad)
+        self.rounds_per_epoch = num_rounds(
+            len(train_sampler), self.world_size, config.pad_last_round
+        )
+        if self.rounds_per_epoch == 0:
+            raise DataError(
+                f"{len(train_sampler)} training batches cannot feed {self.world_size} processes "
+                f"with pad_last_round='drop'"
+            )
+        self.steps_per_epoch = math.ceil(self.rounds_per_epoch / config.accum_grad)
         self.total_steps = self.steps_per_epoch * config.epochs
         if config.warmup_steps is not None:
             self.warmup_steps = config.warmup_steps
@@ -334,10 +482,47 @@ class WhisperTrainer:
         self.best_valid_loss = math.inf
         self.best_epoch: int | None = None
         self.history: list[dict[str, float]] = []
+        self.log_records: list[dict[str, float]] = []  # the logged (averaged) step values
+        self._position: dict[str, Any] | None = None  # where to resume inside an epoch
+        self._tb = None
+        self._step_module = _TrainingStep(self.model, self._loss)
+        self._ddp: nn.Module | None = None
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._ddp = DistributedDataParallel(
+                self._step_module,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=config.find_unused_parameters,
+            )
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes checkpoints and logs (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def resume_position(self) -> dict[str, Any] | None:
+        """Where :meth:`fit` continues inside an epoch after :meth:`resume` (None: at its start).
+
+        ``{"epoch", "batches" (global batches done), "world_size", "loss_sum", "loss_count"}``.
+        """
+        return dict(self._position) if self._position is not None else None
+
+    def _info(self, message: str, *args: Any) -> None:
+        (logger.info if self.is_main else logger.debug)(message, *args)
+
+    def close(self) -> None:
+        """Release the DDP wrapper and flush TensorBoard (the process group stays)."""
+        self._ddp = None
+        if self._tb:
+            self._tb.close()
         self._tb = None
 
     # -- logging ---------------------------------------------------------------------------
     def _tensorboard(self):
+        if not self.is_main:
+            return None
         if self._tb is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -358,12 +543,11 @@ class WhisperTrainer:
         enabled = self.config.amp and self.device.type == "cuda"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def compute_loss(self, batch: dict, train: bool = True) -> tuple[torch.Tensor, dict]:
-        """Loss of a batch (on the device) and its named parts (floats)."""
+    def _loss(self, model: nn.Module, batch: dict, train: bool) -> tuple[torch.Tensor, dict]:
         if self.before_forward is not None:
-            self.before_forward(self.model, batch)
+            self.before_forward(model, batch)
         with self._autocast():
-            outputs = self.model(**model_inputs(batch))
+            outputs = model(**model_inputs(batch))
         smoothing = self.config.label_smoothing if train else 0.0
         plain = token_cross_entropy(outputs.logits, batch["labels"])
         # outputs.loss is the plain cross-entropy plus what a peft model adds (AdaLoRA's
@@ -372,13 +556,23 @@ class WhisperTrainer:
         if smoothing > 0:
             smoothed = token_cross_entropy(outputs.logits, batch["labels"], smoothing)
             loss = loss - plain + smoothed
-        parts = {"ce": float(plain.detach())}
+        parts = {"ce": plain.detach()}
         if train and self.extra_loss is not None:
-            for name, value in _sum_extra(self.extra_loss(self.model, batch, outputs)).items():
+            for name, value in _sum_extra(self.extra_loss(model, batch, outputs)).items():
                 loss = loss + value
-                parts[name] = float(value.detach())
-        parts["loss"] = float(loss.detach())
+                parts[name] = value.detach()
+        parts["loss"] = loss.detach()
         return loss, parts
+
+    def compute_loss(self, batch: dict, train: bool = True) -> tuple[torch.Tensor, dict]:
+        """Loss of a batch (on the device) and its named parts (floats).
+
+        Training batches of a multi-process job go through the DDP wrapper (their backward
+        averages the gradients over processes); evaluation uses the plain model.
+        """
+        module = self._ddp if (train and self._ddp is not None) else self._step_module
+        loss, parts = module(batch, train)
+        return loss, {name: float(value) for name, value in parts.items()}
 
     def _loader(self, dataset, sampler):
         return torch.utils.data.DataLoader(
@@ -403,68 +597,123 @@ class WhisperTrainer:
         return norm
 
     # -- epochs ----------------------------------------------------------------------------
+    def _start_position(self, epoch: int) -> tuple[int, float, float]:
+        """Rounds already done in ``epoch`` and the partial loss sums of this process."""
+        position, self._position = self._position, None
+        if position is None or int(position["epoch"]) != epoch:
+            return 0, 0.0, 0.0
+        consumed = int(position["batches"])
+        if consumed % self.world_size:
+            raise ConfigError(
+                f"the checkpoint stopped after {consumed} batches of epoch {epoch} (written by "
+                f"{position['world_size']} processes): {self.world_size} processes cannot "
+                f"continue there; resume with a world size dividing {consumed}"
+            )
+        sums = (float(position["loss_sum"]), float(position["loss_count"]))
+        return consumed // self.world_size, *(sums if self.is_main else (0.0, 0.0))
+
     def train_epoch(self, epoch: int) -> float:
-        """Train one epoch (1-based); returns the mean training loss of its batches."""
+        """Train one epoch (1-based); returns the mean training loss of its batches.
+
+        After :meth:`resume` from a mid-epoch checkpoint of ``epoch`` the batches it had
+        consumed are skipped (and counted in the mean as they were).
+        """
         self.model.train()
         self.train_sampler.set_epoch(epoch)
-        accum = self.config.accum_grad
-        num_batches = len(self.train_sampler)
-        total, count = 0.0, 0
-        bar = tqdm(
-            self._loader(self.train_dataset, self.train_sampler),
-            total=num_batches,
-            desc=f"epoch {epoch}",
-            disable=not self.config.progress,
+        start, loss_sum, loss_count = self._start_position(epoch)
+        batches = RankBatches(
+            self.train_sampler, self.rank, self.world_size, self.config.pad_last_round, start
         )
-        for index, batch in enumerate(bar):
+        accum = self.config.accum_grad
+        rounds = batches.rounds
+        window: dict[str, float] = {}
+        window_size = 0
+        bar = tqdm(
+            self._loader(self.train_dataset, batches),
+            total=len(batches),
+            desc=f"epoch {epoch}",
+            disable=not (self.config.progress and self.is_main),
+        )
+        for local, batch in enumerate(bar, start=batches.start):
+            seed_everything(batch_seed(self.config.seed, epoch, batches.global_index(local)))
             batch = move_batch(batch, self.device)
-            loss, parts = self.compute_loss(batch, train=True)
-            if not torch.isfinite(loss):
-                raise DataError(
-                    f"non-finite training loss {float(loss)} at epoch {epoch}, batch {index} "
-                    f"(cuts {batch['cut_ids'][:3]}...)"
-                )
-            (loss / accum).backward()
-            total += parts["loss"]
-            count += 1
-            if (index + 1) % accum == 0 or index + 1 == num_batches:
-                parts["grad_norm"] = self._optimizer_step()
-                parts["lr"] = self.scheduler.get_last_lr()[0]
-                if self.global_step % self.config.log_interval == 0:
-                    self._log_scalars("train", parts, self.global_step)
-                    logger.info(
-                        "epoch %d step %d: %s",
-                        epoch,
-                        self.global_step,
-                        ", ".join(f"{k}={v:.4g}" for k, v in parts.items()),
+            ends_step = (local + 1) % accum == 0 or local + 1 == rounds
+            sync = self._ddp.no_sync() if self._ddp is not None and not ends_step else None
+            with sync or contextlib.nullcontext():
+                loss, parts = self.compute_loss(batch, train=True)
+                if not torch.isfinite(loss):
+                    raise DataError(
+                        f"non-finite training loss {float(loss)} at epoch {epoch}, batch "
+                        f"{batches.global_index(local)} (cuts {batch['cut_ids'][:3]}...)"
                     )
+                (loss / accum).backward()
+            loss_sum += parts["loss"]
+            loss_count += 1
+            for name, value in parts.items():
+                window[name] = window.get(name, 0.0) + value
+            window_size += 1
+            if ends_step:
+                grad_norm = self._optimizer_step()
+                means = {name: value / window_size for name, value in window.items()}
+                self._after_step(epoch, means, grad_norm)
+                window, window_size = {}, 0
+                if self.config.save_every_steps and (
+                    self.global_step % self.config.save_every_steps == 0
+                ):
+                    consumed = (local + 1) * self.world_size
+                    self.save_step_checkpoint(epoch, consumed, loss_sum, loss_count)
             bar.set_postfix(loss=f"{parts['loss']:.3f}")
-        return total / max(1, count)
+        loss_sum, loss_count = distributed.all_reduce_sum([loss_sum, loss_count])
+        return loss_sum / max(1.0, loss_count)
+
+    def _after_step(self, epoch: int, means: dict[str, float], grad_norm: float) -> None:
+        """Log the step's losses (means over its batches and processes) every log_interval."""
+        if self.global_step % self.config.log_interval:
+            return
+        values = distributed.all_reduce_mean(means)
+        values["grad_norm"] = grad_norm
+        values["lr"] = self.scheduler.get_last_lr()[0]
+        self.log_records.append({"epoch": epoch, "step": self.global_step, **values})
+        self._log_scalars("train", values, self.global_step)
+        self._info(
+            "epoch %d step %d: %s",
+            epoch,
+            self.global_step,
+            ", ".join(f"{k}={v:.4g}" for k, v in values.items()),
+        )
 
     @torch.no_grad()
     def validate(self) -> float | None:
-        """Token-weighted cross-entropy (no smoothing) on the validation set, or None."""
+        """Token-weighted cross-entropy (no smoothing) on the validation set, or None.
+
+        In a multi-process job each process scores its share of the batches (no padding) and
+        the sums are reduced.
+        """
         if self.valid_dataset is None or self.valid_sampler is None:
             return None
         self.model.eval()
+        batches = RankBatches(self.valid_sampler, self.rank, self.world_size, pad="none")
         total, tokens = 0.0, 0
-        for batch in self._loader(self.valid_dataset, self.valid_sampler):
+        for batch in self._loader(self.valid_dataset, batches):
             batch = move_batch(batch, self.device)
             _, parts = self.compute_loss(batch, train=False)
             n = int((batch["labels"] != IGNORE_INDEX).sum())
             total += parts["ce"] * n
             tokens += n
         self.model.train()
-        return total / max(1, tokens)
+        total, tokens = distributed.all_reduce_sum([total, tokens])
+        return total / max(1.0, tokens)
 
     def fit(self) -> dict[str, Any]:
-        """Train from the current epoch to ``config.epochs``; returns a summary."""
-        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        """Train from the current position to ``config.epochs``; returns a summary."""
+        if self.is_main:
+            self.exp_dir.mkdir(parents=True, exist_ok=True)
         if self.epoch == 0 and self.global_step == 0:
             seed_everything(self.config.seed)
-        logger.info(
-            "Training on %s: %d batches/epoch, %d optimizer steps/epoch, %d total, %d warm-up",
+        self._info(
+            "Training on %s%s: %d batches/epoch, %d optimizer steps/epoch, %d total, %d warm-up",
             self.device,
+            f" ({self.world_size} processes)" if self.world_size > 1 else "",
             len(self.train_sampler),
             self.steps_per_epoch,
             self.total_steps,
@@ -480,13 +729,14 @@ class WhisperTrainer:
                 record["valid_loss"] = valid_loss
                 self._log_scalars("valid", {"loss": valid_loss}, self.global_step)
             self.history.append(record)
-            logger.info("epoch %d done: %s", epoch, record)
+            self._info("epoch %d done: %s", epoch, record)
             score = valid_loss if valid_loss is not None else train_loss
             if score < self.best_valid_loss:
                 self.best_valid_loss, self.best_epoch = score, epoch
             self.save_checkpoint()
         if self._tb:
             self._tb.flush()
+        distributed.barrier()
         return {
             "epochs": self.epoch,
             "global_step": self.global_step,
@@ -496,7 +746,8 @@ class WhisperTrainer:
         }
 
     # -- checkpoints -----------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def state(self, position: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Everything but the weights; ``position``: where in an unfinished epoch it stops."""
         return {
             "epoch": self.epoch,
             "global_step": self.global_step,
@@ -511,22 +762,69 @@ class WhisperTrainer:
             "rng": rng_state(),
             "stateful": {k: v.state_dict() for k, v in self.stateful.items()},
             "config": {k: v for k, v in asdict(self.config).items() if k != "device"},
+            "world_size": self.world_size,
+            "position": dict(position) if position is not None else None,
         }
 
-    def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/epoch-<N>/`` atomically and update ``best-checkpoint.json``."""
-        path = self.exp_dir / CHECKPOINT_DIR / f"epoch-{self.epoch}"
+    def _write_checkpoint(self, path: Path, meta: dict, position: dict | None = None) -> None:
         with atomic_directory(path) as tmp:
             save_model_weights(self.model, tmp / MODEL_FILE)
-            torch.save(self.state(), tmp / STATE_FILE)
-        if self.best_epoch is not None:
-            atomic_write_text(
-                self.exp_dir / BEST_FILE,
-                json.dumps({"epoch": self.best_epoch, "valid_loss": self.best_valid_loss}, indent=2)
-                + "\n",
-            )
-        self._prune_checkpoints()
-        logger.info("Saved %s", path)
+            torch.save(self.state(position), tmp / STATE_FILE)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/epoch-<N>/`` atomically and update ``best-checkpoint.json``.
+
+        Only rank 0 writes; every process waits until it is done.
+        """
+        path = self.exp_dir / CHECKPOINT_DIR / f"epoch-{self.epoch}"
+        if self.is_main:
+            meta = {"kind": "epoch", "epoch": self.epoch, "global_step": self.global_step}
+            self._write_checkpoint(path, meta)
+            if self.best_epoch is not None:
+                atomic_write_text(
+                    self.exp_dir / BEST_FILE,
+                    json.dumps(
+                        {"epoch": self.best_epoch, "valid_loss": self.best_valid_loss}, indent=2
+                    )
+                    + "\n",
+                )
+            self._prune_checkpoints()
+            for step, old in step_checkpoint_dirs(self.exp_dir):
+                if step <= self.global_step:  # superseded by this epoch checkpoint
+                    shutil.rmtree(old)
+            logger.info("Saved %s", path)
+        distributed.barrier()
+        return path
+
+    def save_step_checkpoint(
+        self, epoch: int, consumed: int, loss_sum: float, loss_count: float
+    ) -> Path:
+        """Write ``checkpoints/step-<global step>/`` (rank 0) inside ``epoch``.
+
+        ``consumed``: global batches of the epoch done; ``loss_sum``/``loss_count``: this
+        process's training-loss sums so far (reduced over processes here).
+        """
+        loss_sum, loss_count = distributed.all_reduce_sum([loss_sum, loss_count])
+        path = self.exp_dir / CHECKPOINT_DIR / f"step-{self.global_step}"
+        if self.is_main:
+            position = {
+                "epoch": epoch,
+                "batches": consumed,
+                "world_size": self.world_size,
+                "loss_sum": loss_sum,
+                "loss_count": loss_count,
+            }
+            meta = {
+                "kind": "step",
+                "epoch": epoch,
+                "global_step": self.global_step,
+                "batches": consumed,
+            }
+            self._write_checkpoint(path, meta, position)
+            for _, old in step_checkpoint_dirs(self.exp_dir)[: -self.config.keep_step_checkpoints]:
+                shutil.rmtree(old)
+            logger.debug("Saved %s", path)
         return path
 
     def _prune_checkpoints(self) -> None:
@@ -538,7 +836,7 @@ class WhisperTrainer:
                 shutil.rmtree(path)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore model, optimizer, scheduler, sampler, RNG and hook states from ``path``."""
+        """Restore model, optimizer, scheduler, sampler, RNG, hook states and the position."""
         path = Path(path)
         load_model_weights(self.model, path / MODEL_FILE)
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
@@ -555,16 +853,27 @@ class WhisperTrainer:
         self.best_valid_loss = float(state["best_valid_loss"])
         self.best_epoch = state["best_epoch"]
         self.history = list(state["history"])
+        self._position = state.get("position")
         set_rng_state(state["rng"])
-        logger.info("Resumed from %s (epoch %d, step %d)", path, self.epoch, self.global_step)
+        where = f"epoch {self.epoch}"
+        if self._position is not None:
+            where = f"epoch {self._position['epoch']} after {self._position['batches']} batches"
+        self._info("Resumed from %s (%s, step %d)", path, where, self.global_step)
 
     def resume(self) -> bool:
-        """Load the last checkpoint of ``exp_dir`` if there is one; returns whether it did."""
-        found = checkpoint_dirs(self.exp_dir)
-        if not found:
-            logger.info("No checkpoint in %s: training from the start", self.exp_dir)
+        """Load the newest complete checkpoint of ``exp_dir``; returns whether there was one.
+
+        Rank 0 first removes ``.tmp-*`` leftovers of a killed run; every process then loads the
+        same checkpoint.
+        """
+        if self.is_main:
+            remove_stale_temporaries(self.exp_dir)
+        distributed.barrier()
+        path = latest_checkpoint(self.exp_dir)
+        if path is None:
+            self._info("No checkpoint in %s: training from the start", self.exp_dir)
             return False
-        self.load_checkpoint(found[-1][1])
+        self.load_checkpoint(path)
         return True
 
     def load_best(self) -> Path:
