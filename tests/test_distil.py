@@ -210,3 +210,25 @@ def test_cli_masks_keep_pruned_weights_zero(tokenizer, cuts, tmp_path: Path) -> 
     assert params["inference"] == params["total"] - pruned
     with pytest.raises(ConfigError, match="refill pruned"):
         whisper_train.main([*args, "--peft", "lora"])
+
+
+def test_cli_two_processes_with_torchrun(tokenizer, cuts, tmp_path: Path) -> None:  # noqa: F811
+    """whisper_train under torchrun: 2 gloo processes, rank 0 alone writes the shared files."""
+    import os
+    import subprocess
+    import sys
+
+    tok_dir, cuts_path, student_dir = _write_inputs(tokenizer, cuts, tmp_path)
+    exp = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    cmd += ["--master-port", "29517", "-m", "speechkd.bin.whisper_train"]
+    cmd += ["--train-cuts", str(cuts_path), "--init-from", str(student_dir), "--no-progress"]
+    cmd += ["--exp-dir", str(exp), "--epochs", "1", "--lr", "1e-3", "--max-duration", "3"]
+    cmd += ["--device", "cpu", "--save-every-steps", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (exp / "model" / "model.safetensors").is_file()
+    assert (exp / "log" / "train.log").is_file() and (exp / "log" / "train.rank1.log").is_file()
+    assert "world_size: 2" in (exp / "config.yaml").read_text()
+    assert "Training on cpu" in (exp / "log" / "train.log").read_text()

@@ -39,6 +39,7 @@ from lhotse import CutSet
 
 from speechkd.data.whisper_tokenizer import load_whisper_tokenizer
 from speechkd.errors import ConfigError, DataError
+from speechkd.launch.distributed import init_distributed, is_main_process, teardown_distributed
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
@@ -162,6 +163,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-last", type=int, default=None, help="epoch checkpoints to keep")
     p.add_argument("--log-interval", type=int, default=10)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument(
+        "--save-every-steps",
+        type=int,
+        default=None,
+        help="also checkpoint every N optimizer steps (resume mid-epoch after a kill)",
+    )
+    p.add_argument("--keep-step-checkpoints", type=int, default=2)
     p.add_argument("--export-dir", default=None, help="default: <exp-dir>/model")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -325,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_method_args(args)
     exp_dir = Path(args.exp_dir)
-    setup_logging(exp_dir / "log" / "train.log")
+    # torchrun / srun: one process per device, rank 0 writes every shared file
+    env = init_distributed(default_device(args.device))
+    log_name = "train.log" if env.rank == 0 else f"train.rank{env.rank}.log"
+    setup_logging(exp_dir / "log" / log_name)
     command = "python -m speechkd.bin.whisper_train " + shlex.join(
         sys.argv[1:] if argv is None else list(argv)
     )
@@ -372,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         num_workers=args.num_workers,
         progress=not args.no_progress,
     )
-    total_steps = -(-len(train_sampler) // args.accum_grad) * args.epochs
+    rounds = -(-len(train_sampler) // env.world_size)  # batches per process and epoch
+    total_steps = -(-rounds // args.accum_grad) * args.epochs
     base_total = count_parameters(model).total
     peft_options = parse_peft_options(args.peft_options)
     hooks = TrainingHooks()
@@ -415,25 +427,34 @@ def main(argv: list[str] | None = None) -> int:
         **hooks.kwargs(),
     )
     settings = {**vars(args), "peft_options": peft_options, "command": command}
-    write_report_metadata(args, exp_dir, command, params)
-    atomic_write_text(exp_dir / "config.yaml", yaml.safe_dump(settings, sort_keys=True))
+    settings["world_size"] = env.world_size
+    if is_main_process():
+        write_report_metadata(args, exp_dir, command, params)
+        atomic_write_text(exp_dir / "config.yaml", yaml.safe_dump(settings, sort_keys=True))
     if args.resume:
         trainer.resume()
     summary = trainer.fit()
     best = trainer.load_best()
     logger.info("Best checkpoint: %s", best)
+    if is_main_process():
+        export_trained(args, trainer.model, exp_dir, tokenizer, command)
+        atomic_write_text(
+            exp_dir / "train-summary.json", json.dumps(summary, indent=2, default=str) + "\n"
+        )
+    teardown_distributed()
+    return 0
+
+
+def export_trained(args: argparse.Namespace, model, exp_dir: Path, tokenizer, command: str) -> None:
+    """CLSR: one module file per language; otherwise the model with adapters merged."""
     if args.clsr_languages:
         save_language_modules(
-            trainer.model,
+            model,
             args.export_dir or exp_dir / "language_modules",
             extra_metadata={"base_model": args.init_from or args.model_config, "command": command},
         )
     else:
-        export_model(trainer.model, args.export_dir or exp_dir / "model", tokenizer, merge=True)
-    atomic_write_text(
-        exp_dir / "train-summary.json", json.dumps(summary, indent=2, default=str) + "\n"
-    )
-    return 0
+        export_model(model, args.export_dir or exp_dir / "model", tokenizer, merge=True)
 
 
 if __name__ == "__main__":
