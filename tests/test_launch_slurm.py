@@ -350,3 +350,55 @@ def test_configuration_errors_name_the_value(tmp_path: Path, monkeypatch, capsys
     assert "needs sbatch and squeue on PATH" in capsys.readouterr().err
     assert cli.main(["--backend", "pbs", "log/x.log", "true"]) == 2
     assert "available: local, slurm" in capsys.readouterr().err
+
+
+def test_two_task_training_step_through_slurm(slurm, tmp_path: Path) -> None:
+    """whisper_train as a 2-task Slurm job: srun starts both ranks, which meet through
+    torch.distributed (gloo) and train one epoch together; rank 0 writes the model."""
+    from speechkd.data.whisper_tokenizer import load_whisper_tokenizer
+    from speechkd.utils.atomic import save_manifest
+    from speechkd.whisper.trainer import export_model
+    from tests.test_whisper_trainer import UTTERANCES, tiny_model
+
+    tokenizer = load_whisper_tokenizer(
+        "openai/whisper-small", cache_dir=tmp_path / "tok", hf_cache_dir=tmp_path / "hf"
+    )
+    student = export_model(tiny_model(tokenizer, 0), tmp_path / "student", tokenizer)
+    cuts = _tone_cuts(tmp_path / "audio", UTTERANCES)
+    save_manifest(cuts, tmp_path / "cuts.jsonl.gz")
+    exp = tmp_path / "exp"
+    train = [
+        "srun", "python", "-m", "speechkd.bin.whisper_train", "--train-cuts",
+        str(tmp_path / "cuts.jsonl.gz"), "--init-from", str(student), "--exp-dir", str(exp),
+        "--epochs", "1", "--lr", "1e-3", "--max-duration", "3", "--device", "cpu", "--no-progress",
+    ]  # fmt: skip
+    script = f"""set -e
+. {shlex.quote(str(ROOT))}/path.sh
+speechkd_backend=slurm
+. {shlex.quote(str(ROOT))}/cmd.sh
+$cuda_cmd --gpu 0 --partition cpu --ntasks 2 --num-threads 1 --mem 3G {exp}/log/job.log \\
+  {shlex.quote(shlex.join(train))}
+"""
+    out = _bash(script, tmp_path, slurm)
+    assert out.returncode == 0, out.stderr + (exp / "log" / "job.log").read_text()[-3000:]
+    assert "#SBATCH --ntasks=2\n" in (exp / "log/q/job.sh").read_text()
+    assert (exp / "model" / "model.safetensors").is_file()
+    assert (exp / "log" / "train.rank1.log").is_file()
+    assert "world_size: 2" in (exp / "config.yaml").read_text()
+
+
+def _tone_cuts(directory: Path, utterances) -> CutSet:
+    """Cuts of synthetic tones with transcripts (as in tests/test_whisper_trainer.py)."""
+    from lhotse import SupervisionSegment
+    from lhotse.cut import MonoCut
+
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for index, (utt, lang, text, duration) in enumerate(utterances):
+        t = np.arange(int(duration * 16000)) / 16000
+        audio = (0.2 * np.sin(2 * np.pi * (200 + 150 * index) * t)).astype(np.float32)
+        sf.write(directory / f"{utt}.wav", audio, 16000)
+        rec = Recording.from_file(directory / f"{utt}.wav", recording_id=utt)
+        sup = SupervisionSegment(utt, utt, 0.0, rec.duration, text=text, language=lang)
+        out.append(MonoCut(utt, 0.0, rec.duration, 0, recording=rec, supervisions=[sup]))
+    return CutSet.from_cuts(out)
