@@ -20,8 +20,9 @@ Outputs: ``<output-dir>/<prefix>_cuts_<split>[.J].jsonl.gz`` and the feature arc
 contiguous, near-equal slices of the input cuts, so merging shards 1..N restores the input
 order and gives the same manifest and feature values as a single run. An existing output
 manifest (for a shard: also the merged one) is removed before the archive it points to is
-rewritten, and the new manifest is written atomically last: a killed run never leaves a
-manifest pointing at incomplete features.
+rewritten; the archive is written under a ``.tmp-`` name and renamed when complete, and the
+new manifest is written atomically last: a killed run leaves only ``.tmp-*`` files, never a
+manifest or an archive that a rerun would take for finished ones.
 """
 
 from __future__ import annotations

@@ -186,6 +186,15 @@ def build_model(args: argparse.Namespace, tokenizer):
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     if args.init_from:
+        init = Path(args.init_from)
+        if init.is_dir() and not any(init.glob("*.safetensors")):
+            found = sorted(p.name for p in init.glob("*.bin")) + sorted(
+                p.name for p in init.glob("*.pt")
+            )
+            raise DataError(
+                f"{init}: no model.safetensors (found {', '.join(found) or 'nothing'}: pickled "
+                "checkpoints are not loaded); convert with save_pretrained(safe_serialization=True)"
+            )
         model = WhisperForConditionalGeneration.from_pretrained(
             args.init_from, use_safetensors=True
         )

@@ -27,10 +27,11 @@ import torch
 from lhotse import CutSet, FeatureExtractor, LilcomChunkyWriter
 from lhotse.cut import Cut
 from lhotse.features.base import register_extractor
-from lhotse.utils import EPSILON, Seconds, compute_num_frames_from_samples
+from lhotse.utils import EPSILON, Seconds, compute_num_frames_from_samples, fastcopy
 from tqdm import tqdm
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -345,25 +346,35 @@ def check_sampling_rates(cuts: Iterable[Cut], sampling_rate: int) -> None:
         )
 
 
+def archive_path(storage_path: str | Path) -> Path:
+    """The file a ``LilcomChunkyWriter(storage_path)`` writes: ``.lca`` appended if missing."""
+    p = Path(storage_path)
+    return p if p.suffix == ".lca" else p.with_suffix(p.suffix + ".lca")
+
+
 def compute_and_store(
     cuts: CutSet, extractor: FeatureExtractor, storage_path: str | Path
 ) -> tuple[CutSet, Path]:
     """Extract features of every cut, in order, into one lilcom chunky archive.
 
     Unlike ``CutSet.compute_and_store_features`` (which drops cuts whose audio fails to load),
-    a failure raises DataError naming the cut and its audio. Returns the cuts with features
-    attached and the archive's path (``storage_path`` plus ``.lca``).
+    a failure raises DataError naming the cut and its audio. The archive is written under a
+    ``.tmp-`` name and renamed to ``storage_path`` plus ``.lca`` only when complete, so a killed
+    run never leaves an archive that looks finished. Returns the cuts with features attached
+    (pointing at the final archive) and the archive's path.
     """
+    archive = archive_path(storage_path)
     out = []
-    with LilcomChunkyWriter(storage_path) as storage:
+    with atomic_path(archive) as tmp, LilcomChunkyWriter(tmp) as storage:
         for cut in tqdm(cuts, desc=f"{extractor.name} features", total=len(cuts)):
             try:
-                out.append(cut.compute_and_store_features(extractor, storage))
+                stored = cut.compute_and_store_features(extractor, storage)
             except (DataError, ConfigError):
                 raise
             except Exception as err:
                 raise DataError(
                     f"cut {cut.id} ({recording_location(cut)}): feature extraction failed ({err})"
                 ) from err
-        archive = Path(storage.storage_path)
+            stored.features = fastcopy(stored.features, storage_path=str(archive))
+            out.append(stored)
     return CutSet.from_cuts(out), archive

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -192,7 +193,11 @@ class WhisperFeatureLoader:
             try:
                 return torch.as_tensor(cut.load_features(), dtype=torch.float32)
             except Exception as err:
-                raise DataError(f"cut {cut.id}: cannot load stored features ({err})") from err
+                reason = re.split(r"\s*\[extra info\]", str(err))[0]  # lhotse's call repr
+                raise DataError(
+                    f"cut {cut.id}: cannot load stored features from "
+                    f"{cut.features.storage_path} ({reason})"
+                ) from err
         if not cut.has_recording:
             raise DataError(
                 f"cut {cut.id}: no audio and no stored {WhisperLogMel.name} features with "

@@ -128,6 +128,14 @@ def load_whisper_model(model_dir: str | os.PathLike, device: str | torch.device 
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise DataError(f"{path}: no config.json: not a saved Whisper model directory")
+    if not any(path.glob("*.safetensors")):
+        pickled = sorted(p.name for p in [*path.glob("*.bin"), *path.glob("*.pt")])
+        found = f" (found {', '.join(pickled)}: pickled checkpoints are not loaded)"
+        found = found if pickled else ""
+        raise DataError(
+            f"{path}: no model.safetensors{found}; convert the model with save_pretrained"
+            f"(safe_serialization=True)"
+        )
     model = WhisperForConditionalGeneration.from_pretrained(path, use_safetensors=True)
     return model.to(device).eval()
 

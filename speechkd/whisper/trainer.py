@@ -245,6 +245,18 @@ def _sum_extra(extra: torch.Tensor | Mapping[str, torch.Tensor]) -> dict[str, to
     return dict(extra)
 
 
+def load_trainer_state(path: Path) -> dict:
+    """A ``trainer_state.pt`` loaded with ``weights_only=True``: a file holding anything but
+    tensors and plain containers (an untrusted pickle) is refused with a DataError."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: not a loadable trainer state ({first})") from None
+
+
 def save_model_weights(model: nn.Module, path: str | Path) -> None:
     """All of the model's state (adapters and buffers included) as one safetensors file."""
     from safetensors.torch import save_model
@@ -296,7 +308,7 @@ def checkpoint_global_step(path: str | Path) -> int:
     meta = path / META_FILE
     if meta.is_file():
         return int(json.loads(meta.read_text(encoding="utf-8"))["global_step"])
-    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    state = load_trainer_state(path / STATE_FILE)
     return int(state["global_step"])
 
 
@@ -839,7 +851,7 @@ class WhisperTrainer:
         """Restore model, optimizer, scheduler, sampler, RNG, hook states and the position."""
         path = Path(path)
         load_model_weights(self.model, path / MODEL_FILE)
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        state = load_trainer_state(path / STATE_FILE)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("sampler") is not None and hasattr(self.train_sampler, "load_state_dict"):
