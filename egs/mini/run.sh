@@ -24,7 +24,7 @@ student_config=conf/whisper_mini_student.json  # mini "small" Whisper
 teacher_epochs=30   # mini "large" Whisper trained from scratch (stage 7)
 student_epochs=30   # mini "small" Whisper
 foundation_opts=""  # extra whisper_train flags of stage 7 (e.g. --device cuda --amp)
-methods="distilwhisper s2lora"  # method recipes run by stage 10 (egs/mini/<method>/run.sh)
+methods="distilwhisper s2lora pepsi"  # method recipes run by stage 10 (egs/mini/<method>/run.sh)
 force=false
 results=RESULTS.md  # the report written by the last stage
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# PEPSI on the mini corpus: the mini "large" Whisper (the teacher foundation model trained from
+# scratch by ../run.sh stage 7) plays whisper-large-v2 and is adapted to each low-resource target
+# language, with en as the high-resource control; the mini child-speech corpus (English) plays
+# ClovaCall, the same language in another domain. The method stages are the ones of the real
+# recipe (local/recipes/pepsi.sh).
+#   ./run.sh                                  # everything: foundation models, systems, report
+#   ./run.sh --stage 10 --stop-stage 10       # only the zero-shot decodes
+#   ./run.sh --languages "ko en" --fig4-languages ko --stage 1
+set -euo pipefail
+RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+RUN_COMMAND="./run.sh $*"
+
+stage=0
+stop_stage=100
+nj=2                    # parallel jobs of the data stages; languages trained at once
+seed=0
+mini_data=../data       # the mini corpus (made by ../run.sh stages 0-6)
+mini_exp=../exp         # ../run.sh's experiments (the foundation models of stage 7)
+languages="sw ko en"    # target languages: one model each (en: the high-resource control)
+cer_languages="zh ja ko th"
+data=data
+expdir=exp
+systems="ft lora lth lth_ft pepsi"
+target_sparsity=0.5
+fig4_languages=ko       # PEPSI Fig. 4: IMP on ko to 90%, every 10% decoded
+fig4_milestones="0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9"
+subnet_pairs="ko:sw"    # Table 1: tickets pruned on ko and on sw, both decoded on ko
+subnet_sparsities="0.19 0.3439"
+transfer=true           # Table 4 analogue: tickets pruned on en (mini_asr) adapted to child speech
+train_opts="--epochs 10 --max-cuts 16 --max-duration 240"
+full_opts="--lr 1e-4"   # FFT and LTH-FT of the small mini models (the yaml: 1e-5 for whisper-large)
+imp_opts="--max-cuts 16 --max-duration 240"
+decode_opts="--max-duration 400"
+force=false
+results=RESULTS.md
+
+help_message="Usage: $0 [options]: PEPSI on the mini corpus; results in \$results"
+. "$RECIPE_DIR/local/parse_options.sh" || exit 1
+mini_data=$(cd "$RECIPE_DIR" && readlink -f "$mini_data")
+mini_exp=$(cd "$RECIPE_DIR" && readlink -f "$mini_exp")
+cd "$RECIPE_DIR"
+. ./path.sh
+. ./cmd.sh
+. ./local/stage_lib.sh
+stamp_dir=$expdir/.stages
+mkdir -p "$expdir/log" "$data"
+echo "$RUN_COMMAND" >> "$expdir/commands.log"
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  log "Stage 0: mini corpus, Whisper features and foundation models (../run.sh stages 0-7)"
+  (cd .. && ./run.sh --stage 0 --stop-stage 7 --nj "$nj" --seed "$seed" --data "$mini_data" \
+    --expdir "$mini_exp" --force "$force")
+fi
+
+whisper_fbank=$mini_data/whisper_fbank
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  log "Stage 1: train/dev/test sets of each of $languages"
+  for lang in $languages; do
+    for split in train dev test; do
+      src=$whisper_fbank/mini_asr_cuts_$split.jsonl.gz
+      out=$data/pepsi_cuts_${split}_$lang.jsonl.gz
+      if stage_needed "pepsi_subset_${split}_$lang" "$src" "$out" "seed=$seed"; then
+        python -m speechkd.bin.subsample_cuts --cuts "$src" --out "$out" --per-language all \
+          --by random --seed "$seed" --languages "$lang" \
+          --path-prefix "$RECIPE_DIR/.."  # ../run.sh's relative paths, made absolute
+        stage_done "pepsi_subset_${split}_$lang" "$src" "$out" "seed=$seed"
+      fi
+    done
+  done
+fi
+
+# the variables of the shared method stages
+base_dir=$mini_exp/whisper_foundation/teacher/model
+tokenizer=$mini_data/lang_whisper
+train_cuts="$data/pepsi_cuts_train_{lang}.jsonl.gz"
+dev_cuts="$data/pepsi_cuts_dev_{lang}.jsonl.gz"
+test_sets="test=$data/pepsi_cuts_test_{lang}.jsonl.gz"
+method_exp=$expdir/pepsi
+lang_jobs=$nj
+train_opts="--seed $seed $train_opts"
+imp_opts="--seed $seed $imp_opts"
+report_title="PEPSI on the mini corpus (the mini teacher Whisper as the foundation model)"
+if [ "$transfer" = true ] && ! [[ " $languages " == *" en "* ]]; then
+  log "--transfer true needs en among the languages (its ticket is adapted to child speech):" \
+    "the transfer experiment is skipped"
+elif [ "$transfer" = true ]; then
+  transfer_name=child
+  transfer_language=en
+  transfer_train_cuts=$whisper_fbank/mini_child_cuts_train.jsonl.gz
+  transfer_dev_cuts=$whisper_fbank/mini_child_cuts_dev.jsonl.gz
+  transfer_test_sets="child_test=$whisper_fbank/mini_child_cuts_test.jsonl.gz"
+fi
+
+. ./local/recipes/pepsi.sh
+
+if [ $stage -le 100 ] && [ $stop_stage -ge 100 ]; then
+  log "Stage 100: $results"
+  sections=()
+  [ -f "$method_exp/report.md" ] && sections+=(--section "$method_exp/report.md")
+  python -m speechkd.bin.write_results --exp-dir "$expdir" --out "$results" \
+    --title "PEPSI, mini recipe (seed=$seed)" --commands-file "$expdir/commands.log" \
+    "${sections[@]}"
+fi
+log "done"
