@@ -20,7 +20,9 @@ from tests.mini_recipe import run_method_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC_RUN = ROOT / "egs" / "csrc" / "s2lora" / "run.sh"
-SYSTEMS = ["full", "glora", "adalora", "lora", "bitfit", "ia3", "alpha_lora", "s2lora"]
+# a subset of the recipe's methods keeps the suite short; every method's training is covered by
+# tests/test_peft_methods.py and tests/test_s2lora.py
+SYSTEMS = ["full", "glora", "adalora", "alpha_lora", "s2lora"]
 
 
 def test_s2lora_mini_recipe(mini_run) -> None:
@@ -29,7 +31,7 @@ def test_s2lora_mini_recipe(mini_run) -> None:
     out = tmp / "s2lora"
     # tiny options; the cross-lingual test set (cross_zh, CER) is left out for time
     options = ["--train-opts", "--epochs 1 --max-cuts 4 --accum-grad 1", "--cross-languages", ""]
-    options += ["--decode-opts", "--max-new-tokens 4"]
+    options += ["--decode-opts", "--max-new-tokens 4", "--systems", " ".join(SYSTEMS)]
     proc = run_method_recipe("s2lora", tmp, out, *options)
     exp = out / "exp" / "s2lora"
     for system in ["zeroshot", *SYSTEMS]:
