@@ -232,3 +232,19 @@ def test_cli_two_processes_with_torchrun(tokenizer, cuts, tmp_path: Path) -> Non
     assert (exp / "log" / "train.log").is_file() and (exp / "log" / "train.rank1.log").is_file()
     assert "world_size: 2" in (exp / "config.yaml").read_text()
     assert "Training on cpu" in (exp / "log" / "train.log").read_text()
+
+
+class _Untrusted:
+    """An arbitrary object: weights_only loading must refuse to unpickle it."""
+
+
+def test_untrusted_trainer_state_is_refused(tmp_path: Path) -> None:
+    from speechkd.errors import DataError
+    from speechkd.whisper.trainer import load_trainer_state
+
+    path = tmp_path / "trainer_state.pt"
+    torch.save({"epoch": 1, "payload": _Untrusted()}, path)
+    with pytest.raises(DataError, match="trainer_state.pt: not a loadable trainer state"):
+        load_trainer_state(path)
+    torch.save({"epoch": 1, "step": torch.tensor(3)}, path)
+    assert load_trainer_state(path)["epoch"] == 1
