@@ -248,3 +248,22 @@ def test_untrusted_trainer_state_is_refused(tmp_path: Path) -> None:
         load_trainer_state(path)
     torch.save({"epoch": 1, "step": torch.tensor(3)}, path)
     assert load_trainer_state(path)["epoch"] == 1
+
+
+def test_s2lora_regulariser_weights_from_the_command_line(tokenizer) -> None:  # noqa: F811
+    from speechkd.bin import whisper_train
+    from speechkd.whisper import apply_peft
+    from speechkd.whisper.peft_methods import peft_regularization
+
+    model = apply_peft(tiny_model(tokenizer), "s2lora")
+    base = ["--train-cuts", "x", "--init-from", "y", "--exp-dir", "z", "--peft", "s2lora"]
+    default = whisper_train.build_extra_loss(whisper_train.parse_args(base), model)
+    expected = peft_regularization(model, alpha1=0.05, alpha2=0.1)
+    assert float(expected) > 0  # s = 0 at init: the L2 on the shared pairs only
+    torch.testing.assert_close(default(model, {}, None)["s2lora_reg"], expected)
+    doubled = whisper_train.parse_args([*base, "--s2lora-alpha2", "0.2"])
+    torch.testing.assert_close(
+        whisper_train.build_extra_loss(doubled, model)(model, {}, None)["s2lora_reg"], 2 * expected
+    )
+    with pytest.raises(ConfigError, match="--s2lora-alpha1 must be >= 0"):
+        whisper_train.check_method_args(whisper_train.parse_args([*base, "--s2lora-alpha1", "-1"]))

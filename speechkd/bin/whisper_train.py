@@ -110,6 +110,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--peft", choices=PEFT_METHODS, default="full")
     p.add_argument("--peft-options", default="{}", help="JSON dict of apply_peft options")
     p.add_argument(
+        "--s2lora-alpha1", type=float, default=0.05, help="S2-LoRA: weight of the L1 on s_i"
+    )
+    p.add_argument(
+        "--s2lora-alpha2", type=float, default=0.1, help="S2-LoRA: weight of the L2 on B, A"
+    )
+    p.add_argument(
         "--masks",
         default=None,
         help="pruning masks (pepsi_prune's masks.safetensors): pruned weights stay zero "
@@ -230,6 +236,9 @@ def parse_peft_options(text: str) -> dict:
 
 def check_method_args(args: argparse.Namespace) -> None:
     """Reject flag combinations that cannot mean anything."""
+    for flag in ("s2lora_alpha1", "s2lora_alpha2"):
+        if getattr(args, flag) < 0:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     if args.kd_teacher and args.kd_cache:
         raise ConfigError("--kd-teacher and --kd-cache exclude each other")
     if args.clsr_languages and args.peft != "full":
@@ -267,8 +276,10 @@ def build_extra_loss(args: argparse.Namespace, model):
     """The extra-loss hook: S2-LoRA's regulariser, or the gate budget and KD terms."""
     if args.peft == "s2lora":
 
+        alphas = {"alpha1": args.s2lora_alpha1, "alpha2": args.s2lora_alpha2}
+
         def s2lora_loss(model, batch, outputs):
-            return {"s2lora_reg": peft_regularization(model)}
+            return {"s2lora_reg": peft_regularization(model, **alphas)}
 
         return s2lora_loss
     gate = args.clsr_languages and not args.no_gate_loss
