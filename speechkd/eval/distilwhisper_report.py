@@ -18,7 +18,6 @@ meant to be inserted into RESULTS.md, and a PNG bar chart of the gate usage, wri
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,28 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval.report_inputs import PARAM_KEYS, load_json_object, load_params
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_path, atomic_write_text
 
 DASH = "–"
 NA = "n/a"
 ERROR_RATE_METRICS = ("wer", "cer")
-PARAM_KEYS = ("total", "trainable", "inference")
 GATE_PARTS = ("all", "encoder", "decoder")
 IN_DOMAIN = "in-domain"
 OUT_OF_DOMAIN = "out-of-domain"
-
-
-def _load_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise DataError(f"{path}: {what} not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +65,7 @@ def _mean(values: Iterable[float]) -> float:
 def load_set_scores(decode_dir: str | os.PathLike, set_name: str) -> SetScores:
     """Per-language WER/CER (%) of ``<decode_dir>/scores-<set_name>.json``, from its counts."""
     path = Path(decode_dir) / f"scores-{set_name}.json"
-    payload = _load_json(path, "scores file")
+    payload = load_json_object(path, "scores file")
     metric = payload.get("metric")
     if metric not in ERROR_RATE_METRICS:
         raise DataError(f"{path}: metric must be one of {ERROR_RATE_METRICS}, got {metric!r}")
@@ -259,19 +246,6 @@ def _gap_cell(
 # ---------------------------------------------------------------------------------------------
 
 
-def load_params(path: str | os.PathLike) -> dict[str, int]:
-    """``{"total", "trainable", "inference"}`` of a ``params.json``, each a non-negative int."""
-    path = Path(path)
-    data = _load_json(path, "params file")
-    out: dict[str, int] = {}
-    for key in PARAM_KEYS:
-        value = data.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise DataError(f"{path}: field {key!r} must be a non-negative integer, got {value!r}")
-        out[key] = value
-    return out
-
-
 def load_gate_usage(
     gate_systems: Mapping[str, str | os.PathLike], sets: Sequence[str], part: str = "all"
 ) -> dict[str, dict[str, dict[str, float]]]:
@@ -283,7 +257,7 @@ def load_gate_usage(
         usage[label] = {}
         for set_name in sets:
             path = Path(decode_dir) / f"gate-usage-{set_name}.json"
-            data = _load_json(path, "gate usage file")
+            data = load_json_object(path, "gate usage file")
             if data.get("set") != set_name:
                 raise DataError(
                     f"{path}: field 'set' is {data.get('set')!r}, expected {set_name!r}"
@@ -616,7 +590,7 @@ class KDCost:
 
 
 def _epoch_seconds(path: Path) -> list[float]:
-    summary = _load_json(path, "training summary")
+    summary = load_json_object(path, "training summary")
     history = summary.get("history")
     if not isinstance(history, list) or not history:
         raise DataError(f"{path}: field history is missing or empty")
@@ -636,7 +610,7 @@ def load_kd_cost(
     cached = _epoch_seconds(Path(cached_summary))
     build = None
     if cache_index is not None:
-        metadata = _load_json(Path(cache_index), "teacher cache index").get("metadata", {})
+        metadata = load_json_object(Path(cache_index), "teacher cache index").get("metadata", {})
         value = metadata.get("wall_seconds")
         build = float(value) if isinstance(value, int | float) else None
     return KDCost(_mean(online), _mean(cached), build, len(cached))

@@ -19,7 +19,6 @@ against the same total. "Pruned" means fewer parameters at inference than the to
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,23 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval.report_inputs import load_json_object
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_write_text
 
 DASH = "–"
 METRICS = ("cer", "wer")  # column order (the paper: CER, then WER)
-
-
-def _load_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise DataError(f"{path}: {what} not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,7 +40,7 @@ def _load_json(path: Path, what: str) -> dict:
 
 
 def _primary(path: Path, set_name: str) -> tuple[dict, str, float]:
-    payload = _load_json(path, "scores file")
+    payload = load_json_object(path, "scores file")
     metric = payload.get("metric")
     if metric not in METRICS:
         raise DataError(f"{path}: metric must be one of {METRICS}, got {metric!r}")
@@ -148,7 +136,7 @@ def load_params(path: str | os.PathLike | None) -> Params:
     if path is None:
         return Params(None, 0, None)
     path = Path(path)
-    data = _load_json(path, "params file")
+    data = load_json_object(path, "params file")
     if "inference" in data:
         return Params(
             _count_field(path, data, "total"),

@@ -20,7 +20,6 @@ parameter table.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -29,26 +28,15 @@ from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
 from speechkd.eval.pruning_plots import GROUP_TITLES, SHORT_NAMES
+from speechkd.eval.report_inputs import load_json_object
+from speechkd.eval.report_inputs import load_params as load_model_params
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.whisper.s2lora import ROW_ORDER, S2LORA_GROUPS
 
 DASH = "–"
 ERROR_RATE_METRICS = ("wer", "cer")
-PARAM_KEYS = ("total", "trainable", "inference")
 TABLE2_HEADING = "### Trainable parameters"
-
-
-def _load_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise DataError(f"{path}: {what} not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return data
 
 
 @dataclass(frozen=True)
@@ -64,7 +52,7 @@ class SetRate:
 def load_set_rate(decode_dir: str | os.PathLike, set_name: str) -> SetRate:
     """The pooled WER/CER of ``<decode_dir>/scores-<set_name>.json`` from its total counts."""
     path = Path(decode_dir) / f"scores-{set_name}.json"
-    payload = _load_json(path, "scores file")
+    payload = load_json_object(path, "scores file")
     metric = payload.get("metric")
     if metric not in ERROR_RATE_METRICS:
         raise DataError(f"{path}: metric must be one of {ERROR_RATE_METRICS}, got {metric!r}")
@@ -81,17 +69,11 @@ def load_set_rate(decode_dir: str | os.PathLike, set_name: str) -> SetRate:
 
 
 def load_params(path: str | os.PathLike) -> dict[str, int]:
-    """``{"total", "trainable", "inference"}`` of a ``params.json``, each a non-negative int."""
-    path = Path(path)
-    data = _load_json(path, "params file")
-    out: dict[str, int] = {}
-    for key in PARAM_KEYS:
-        value = data.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise DataError(f"{path}: field {key!r} must be a non-negative integer, got {value!r}")
-        out[key] = value
+    """``{"total", "trainable", "inference"}`` of a ``params.json``; a zero total is an error
+    (the trainable percentage divides by it)."""
+    out = load_model_params(path)
     if out["total"] == 0:
-        raise DataError(f"{path}: field 'total' is 0")
+        raise DataError(f"{Path(path)}: field 'total' is 0")
     return out
 
 
@@ -253,7 +235,7 @@ def _matrix_order(matrix: str) -> tuple[int, int, str]:
 def load_ranks(path: str | os.PathLike) -> dict[str, dict[str, list[int]]]:
     """``{method: {matrix: [rank per layer]}}`` from the JSON of ``pruning_plots ranks``."""
     path = Path(path)
-    data = _load_json(path, "rank file")
+    data = load_json_object(path, "rank file")
     out: dict[str, dict[str, list[int]]] = {}
     for method, entries in data.items():
         if not isinstance(entries, list):
