@@ -56,7 +56,7 @@ from speechkd.errors import DataError
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
-from speechkd.whisper.data import DurationBatchSampler, WhisperAsrDataset, encoder_num_frames
+from speechkd.whisper.data import DurationBatchSampler, WhisperAsrDataset
 from speechkd.whisper.decode import configure_generation
 from speechkd.whisper.imp import WhisperRoundTrainer, parse_rewind, run_imp
 from speechkd.whisper.params import count_parameters
@@ -179,13 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             max_cuts=args.max_cuts,
         )
 
-    config = model.config
-    dataset = WhisperAsrDataset(
-        tokenizer,
-        num_frames=encoder_num_frames(config),
-        num_mel_bins=config.num_mel_bins,
-        max_target_length=config.max_target_positions,
-    )
+    dataset = WhisperAsrDataset.for_model(tokenizer, model.config)
     trainer_config = TrainerConfig(
         exp_dir=str(exp_dir),
         epochs=args.round_epochs,

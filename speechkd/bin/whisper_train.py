@@ -44,7 +44,7 @@ from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 from speechkd.whisper.clsr import add_clsr, language_parameter_count
-from speechkd.whisper.data import DurationBatchSampler, WhisperAsrDataset, encoder_num_frames
+from speechkd.whisper.data import DurationBatchSampler, WhisperAsrDataset
 from speechkd.whisper.decode import (
     configure_generation,
     configure_special_tokens,
@@ -378,12 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             max_cuts=args.max_cuts,
         )
 
-    dataset = WhisperAsrDataset(
-        tokenizer,
-        num_frames=encoder_num_frames(model.config),
-        num_mel_bins=model.config.num_mel_bins,
-        max_target_length=model.config.max_target_positions,
-    )
+    dataset = WhisperAsrDataset.for_model(tokenizer, model.config)
     train_sampler = sampler(train_cuts, shuffle=True)
     config = TrainerConfig(
         exp_dir=str(exp_dir),

@@ -240,6 +240,18 @@ class WhisperAsrDataset(torch.utils.data.Dataset):
         self.special = PromptTokens.from_tokenizer(tokenizer)
         self.features = WhisperFeatureLoader(num_mel_bins, use_stored_features)
 
+    @classmethod
+    def for_model(cls, tokenizer, config, **options) -> WhisperAsrDataset:
+        """A dataset sized for a ``WhisperConfig``: its encoder input (frames, mel bins) and, unless
+        ``max_target_length`` is given, its decoder length."""
+        options.setdefault("max_target_length", config.max_target_positions)
+        return cls(
+            tokenizer,
+            num_frames=encoder_num_frames(config),
+            num_mel_bins=config.num_mel_bins,
+            **options,
+        )
+
     def _features(self, cut: Cut) -> tuple[torch.Tensor, int]:
         feats = self.features(cut)
         if feats.shape[0] > self.num_frames:

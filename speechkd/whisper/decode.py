@@ -51,7 +51,6 @@ from speechkd.whisper.data import (
     DurationBatchSampler,
     PromptTokens,
     WhisperAsrDataset,
-    encoder_num_frames,
     token_to_id,
 )
 from speechkd.whisper.language_modules import available_languages, load_language_modules
@@ -350,13 +349,8 @@ def decode_cuts(
     model = model.to(device).eval()
     configure_generation(model, tokenizer)
     config = model.config
-    dataset = WhisperAsrDataset(
-        tokenizer,
-        num_frames=encoder_num_frames(config),
-        num_mel_bins=config.num_mel_bins,
-        task=task,
-        text_field=text_field,
-        max_target_length=10**9,
+    dataset = WhisperAsrDataset.for_model(
+        tokenizer, config, task=task, text_field=text_field, max_target_length=10**9
     )
     sampler = DurationBatchSampler(
         cuts, max_duration, shuffle=False, language_homogeneous=True, num_buckets=1

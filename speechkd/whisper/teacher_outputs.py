@@ -50,7 +50,6 @@ from speechkd.whisper.data import (
     DurationBatchSampler,
     WhisperAsrDataset,
     cut_text_and_language,
-    encoder_num_frames,
 )
 from speechkd.whisper.teacher_cache import (
     CACHE_VERSION,
@@ -149,15 +148,12 @@ def check_transcripts(
 
 def teacher_dataset(model: nn.Module, tokenizer, spec: TeacherCacheSpec) -> WhisperAsrDataset:
     """The training dataset (prompt, labels, features) sized for the teacher's encoder."""
-    config = model.config
-    return WhisperAsrDataset(
+    return WhisperAsrDataset.for_model(
         tokenizer,
-        num_frames=encoder_num_frames(config),
-        num_mel_bins=config.num_mel_bins,
+        model.config,
         task=spec.task,
         text_field=spec.text_field,
         default_language=spec.default_language,
-        max_target_length=config.max_target_positions,
     )
 
 
