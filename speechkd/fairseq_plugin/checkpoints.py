@@ -1,0 +1,44 @@
+"""Loading fairseq checkpoints: the one documented exception to ``weights_only`` loading.
+
+A fairseq checkpoint (``checkpoint_best.pt``, a public wav2vec2/mBART release) stores its config
+and task state as pickled Python objects, so it can only be read with full unpickling. speechkd
+therefore loads one only when the caller says the file is trusted (``trust_pickle=True``, the
+``--trust-fairseq-checkpoint`` flag of the recipes); otherwise it refuses with a ConfigError.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from speechkd.errors import ConfigError, DataError
+
+
+def check_trusted(path: str | os.PathLike, trust_pickle: bool) -> Path:
+    """The checkpoint path, after checking it exists and the caller trusts its pickle."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: fairseq checkpoint not found")
+    if not trust_pickle:
+        raise ConfigError(
+            f"{path}: fairseq checkpoints are pickles and can run code when loaded; pass "
+            "trust_pickle=True (recipes: --trust-fairseq-checkpoint true) for files you trust"
+        )
+    return path
+
+
+def load_fairseq_model(
+    path: str | os.PathLike, trust_pickle: bool, arg_overrides: dict | None = None
+):
+    """(model, cfg, task) of a trusted fairseq checkpoint, on CPU, in eval mode."""
+    from fairseq import checkpoint_utils
+
+    path = check_trusted(path, trust_pickle)
+    try:
+        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+            [str(path)], arg_overrides=arg_overrides or {}
+        )
+    except (KeyError, RuntimeError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable fairseq checkpoint ({exc})") from exc
+    model = models[0].eval()
+    return model, cfg, task

@@ -1,0 +1,1 @@
+"""speechkd fairseq criterions (imported by speechkd.fairseq_plugin)."""

@@ -1,0 +1,1 @@
+"""speechkd fairseq models (imported by speechkd.fairseq_plugin)."""

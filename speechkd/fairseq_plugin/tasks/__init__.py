@@ -1,0 +1,1 @@
+"""speechkd fairseq tasks (imported by speechkd.fairseq_plugin)."""
