@@ -9,7 +9,10 @@ therefore loads one only when the caller says the file is trusted (``trust_pickl
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from speechkd.errors import ConfigError, DataError
 
@@ -27,6 +30,21 @@ def check_trusted(path: str | os.PathLike, trust_pickle: bool) -> Path:
     return path
 
 
+@contextmanager
+def trusted_pickle_loads(trusted: bool) -> Iterator[None]:
+    """Inside, fairseq's own ``torch.load`` calls (which pass no ``weights_only``) unpickle fully.
+
+    torch >= 2.6 defaults to ``weights_only=True``, which refuses the pickled ``Namespace`` /
+    ``DictConfig`` of public fairseq checkpoints; use only around files accepted by
+    :func:`check_trusted`.
+    """
+    if not trusted:
+        yield
+        return
+    with mock.patch.dict(os.environ, {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}):
+        yield
+
+
 def load_fairseq_model(
     path: str | os.PathLike, trust_pickle: bool, arg_overrides: dict | None = None
 ):
@@ -35,9 +53,10 @@ def load_fairseq_model(
 
     path = check_trusted(path, trust_pickle)
     try:
-        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-            [str(path)], arg_overrides=arg_overrides or {}
-        )
+        with trusted_pickle_loads(True):
+            models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+                [str(path)], arg_overrides=arg_overrides or {}
+            )
     except (KeyError, RuntimeError, EOFError) as exc:
         raise DataError(f"{path}: not a readable fairseq checkpoint ({exc})") from exc
     model = models[0].eval()
