@@ -1,0 +1,343 @@
+"""DistillW2V2 report: Tables 1-3 from system.json, w2v2_decode score files and the RTF JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from speechkd.errors import ConfigError, DataError
+from speechkd.eval import distill_w2v2_report as rep
+from speechkd.eval.decode_files import write_error_rate_files
+from speechkd.eval.rtf import RtfRow
+from speechkd.eval.wer import Utterance, score_utterances
+
+TOKENS = 400  # reference tokens of every fake decode: rates are multiples of 0.25 %
+
+
+def write_decode(
+    system_dir: Path,
+    set_name: str,
+    errors: int,
+    units: str = "phones",
+    lm: Path | None = None,
+    streaming: bool = False,
+) -> Path:
+    """A decode dir as ``speechkd.bin.w2v2_decode`` writes it (same writer, same extra fields):
+    ``errors`` substitutions over two utterances of ``TOKENS`` reference tokens in all."""
+    decoder = "lexicon" if lm is not None else "greedy"
+    out = rep.decode_dir(system_dir, set_name, rep.LM if lm else rep.BEST_PATH, streaming)
+    half = TOKENS // 2
+    utts = []
+    for i, n in enumerate((min(errors, half), errors - min(errors, half))):
+        ref = ["a"] * half
+        hyp = ["b"] * n + ["a"] * (half - n)
+        utts.append(Utterance(f"utt{i}", " ".join(ref), " ".join(hyp), "en"))
+    report = score_utterances(utts, "wer")
+    extra = {
+        "checkpoint": str(system_dir / "checkpoint_best.pt"),
+        "unit": "phone",
+        "scored_units": units,
+        "decoder": decoder,
+        "lm": str(lm) if lm else None,
+        "data_dir": "data/fairseq/asr_en",
+        "streaming": streaming,
+        "command": "python -m speechkd.bin.w2v2_decode ...",
+        "decode_seconds": 2.0,
+        "rtf": 0.1,
+        "device": "cpu",
+        "ref": f"data/fairseq/asr_en/{set_name}.phn",
+        "hyp": str(out / f"hyp-{set_name}.txt"),
+    }
+    write_error_rate_files(out, set_name, report, {"en": "none"}, **extra)
+    record = {"set": set_name, "decoder": decoder, "scored_units": units, "streaming": streaming}
+    record.update(audio_seconds=20.0, decode_seconds=2.0, rtf=0.1, device="cpu")
+    (out / f"decode-{set_name}.json").write_text(json.dumps(record))
+    return out
+
+
+def write_system(root: Path, name: str, role: str, **fields) -> Path:
+    """A system dir with its ``system.json`` (the recipe's keys)."""
+    variant = fields.pop("variant", {"teacher": "teacher", "step1": "sn"}.get(role, "ss"))
+    streaming = variant == "ss"
+    info = {
+        "name": name,
+        "role": role,
+        "arch": "tiny_teacher" if role == "teacher" else "tiny_student",
+        "variant": variant,
+        "history": 600 if streaming else None,
+        "chunk": 48 if streaming else None,
+        "alpha": None if role == "teacher" else 0.8,
+        "beta": None if role == "teacher" else 0.8,
+        "setting": None,
+        "teacher": None,
+        "params": 1_200_000 if role == "teacher" else 100_000,
+    }
+    info.update(fields)
+    directory = root / name
+    directory.mkdir(parents=True)
+    (directory / "system.json").write_text(json.dumps(info))
+    return directory
+
+
+def write_arpa(path: Path, order: int) -> Path:
+    lines = ["\\data\\"] + [f"ngram {n}=1" for n in range(1, order + 1)] + ["", "\\1-grams:"]
+    path.write_text("\n".join(lines + ["-1.0\ta", "", "\\end\\"]) + "\n")
+    return path
+
+
+# errors (of TOKENS) per system and set: test favours the two-step student, dev does not;
+# M3 is worse than M1 on dev, the other LF-MMI settings are better on both sets
+ERRORS = {
+    "T": {"test": 40, "dev": 44},
+    "M1": {"test": 60, "dev": 64},
+    "M2": {"test": 56, "dev": 60},
+    "M3": {"test": 52, "dev": 68},
+    "M4": {"test": 50, "dev": 54},
+    "SS": {"test": 52, "dev": 70},
+    "single": {"test": 62, "dev": 66},
+}
+SETTINGS = {"M1": (1.0, 0.0), "M2": (1.0, 1.0), "M3": (0.8, 1.0), "M4": (0.8, 0.8)}
+
+
+@pytest.fixture
+def systems(tmp_path: Path) -> dict[str, Path]:
+    root = tmp_path / "exp"
+    dirs = {"T": write_system(root, "T", "teacher")}
+    for m, (alpha, beta) in SETTINGS.items():
+        dirs[m] = write_system(root, m, "step1", alpha=alpha, beta=beta, setting=m, teacher="T")
+    dirs["SS"] = write_system(root, "SS", "step2", teacher="M4")
+    dirs["single"] = write_system(root, "single", "single_step", teacher="T")
+    lm = write_arpa(tmp_path / "word_4gram.arpa", 4)
+    for name, directory in dirs.items():
+        for set_name, errors in ERRORS[name].items():
+            write_decode(directory, set_name, errors)
+        write_decode(directory, "test", ERRORS[name]["test"] // 2, units="words", lm=lm)
+    return dirs
+
+
+def write_rtf(path: Path) -> Path:
+    rows = [
+        RtfRow("tiny_teacher", 128, 128, 512, 4, 1_000_000, 1_100_000, rtf=0.02),
+        RtfRow("tiny_student", 64, 64, 256, 2, 90_000, 95_000, rtf=0.005),
+        RtfRow("S5", 256, 384, 1536, 10, 22_400_000, 22_900_000, 22e6, 0.111, rtf=0.1),
+    ]
+    payload = {
+        "environment": {"cpu": "Test CPU", "torch": "2.x", "threads": 1},
+        "settings": {"audio_seconds": 1.0, "repeats": 1, "streaming": False, "clock": "cpu"},
+        "rows": [r.to_json() for r in rows],
+    }
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def table_rows(text: str, heading: str) -> dict[str, list[str]]:
+    """Cells of the first table under ``heading``, keyed by the System column; "" → header."""
+    section = text.split(heading, 1)[1]
+    block: list[str] = []
+    for line in section.splitlines():
+        if line.startswith("|"):
+            block.append(line)
+        elif block:
+            break
+    cells = [[c.strip() for c in x.strip("|").split(" | ")] for x in block if "---" not in x]
+    header = cells[0]
+    col = header.index("System")
+    out = {"": header}
+    for row in cells[1:]:
+        out[row[col]] = row
+    return out
+
+
+def cell(rows: dict[str, list[str]], system: str, column: str) -> str:
+    return rows[system][rows[""].index(column)]
+
+
+def test_look_ahead_is_half_a_chunk_of_20ms_frames() -> None:
+    assert rep.FRAME_MS == 20.0
+    assert rep.look_ahead_ms(48) == 480.0  # the paper's (600, 48) -> 480 ms
+    assert rep.look_ahead_ms(8) == 80.0
+    assert rep.look_ahead_ms(None) is None
+
+
+def test_report_tables_and_computed_statements(systems, tmp_path) -> None:
+    out = tmp_path / "report.md"
+    rtf = write_rtf(tmp_path / "rtf.json")
+    rep.write_report(systems, ["test", "dev"], out, rtf=rtf)
+    text = out.read_text()
+    assert text.startswith("## DistillW2V2\n")
+
+    # Table 2: teacher, the first step the second step learned from (M4 only), SS, single step
+    t2 = table_rows(text, "(Table 2)")
+    assert list(t2)[1:] == ["T", "M4", "SS", "single"]
+    assert t2[""][4:] == ["test PER (best path)", "test WER (4-gram LM)", "dev PER (best path)"]
+    assert t2["T"][:4] == ["Teacher", "T", "(∞, ∞)", "–"]
+    assert t2["SS"][:4] == ["Second step (SN → SS)", "SS", "(600, 48)", "480 ms"]
+    assert t2["single"][0] == "Single step (T → SS)"
+    for name in ("T", "M4", "SS", "single"):
+        assert (
+            cell(t2, name, "test PER (best path)") == f"{100 * ERRORS[name]['test'] / TOKENS:.2f}"
+        )
+        assert cell(t2, name, "dev PER (best path)") == f"{100 * ERRORS[name]['dev'] / TOKENS:.2f}"
+        lm_rate = 100 * (ERRORS[name]["test"] // 2) / TOKENS
+        assert cell(t2, name, "test WER (4-gram LM)") == f"{lm_rate:.2f}"
+    assert "missing" not in text
+
+    # two-step against single step: computed per set (13.00 < 15.50 on test, 17.50 > 16.50 dev)
+    (pair,) = rep.compare_two_step(rep.collect(systems, ["test", "dev"]))
+    assert (pair.ours, pair.ref) == ("SS", "single")
+    assert pair.verdicts == {"test": "yes", "dev": "no"}
+    best = next(c for c in pair.comparisons if c.column == rep.Column("test", "best_path", "PER"))
+    assert best.relative == pytest.approx(100 * (62 - 52) / 62)
+    line = next(x for x in text.splitlines() if x.startswith("- does SS beat single"))
+    assert "test: **yes** (PER best path 13.00 vs 15.50 (+16.1% relative)" in line
+    assert "dev: **no** (PER best path 17.50 vs 16.50 (-6.1% relative))" in line
+
+    # Table 3: teacher and M1-M4 with their objectives, and the LF-MMI verdicts against M1
+    t3 = table_rows(text, "(Table 3)")
+    assert list(t3)[1:] == ["T", "M1", "M2", "M3", "M4"]
+    assert t3["M1"][:6] == ["M1", "M1", "1", "0", "–", "MSE"]
+    assert t3["M2"][:6] == ["M2", "M2", "1", "1", "–", "LF-MMI"]
+    assert t3["M3"][4:6] == ["MSE", "LF-MMI"]
+    assert t3["M4"][2:6] == ["0.8", "0.8", "MSE", "MSE/LF-MMI"]
+    assert cell(t3, "M3", "dev PER (best path)") == "17.00"
+    assert "against the MSE-only setting M1 (M1)" in text
+    assert "- test: 3 of 3 compared LF-MMI settings beat M1 in every column (M2, M3, M4)." in text
+    assert "- dev: 2 of 3 compared LF-MMI settings beat M1 in every column (M2, M4)." in text
+
+    # Table 1: architectures from the RTF JSON, ratios against the teacher's arch; systems
+    t1 = table_rows(text, "Systems (params")
+    assert cell(t1, "SS", "Latency") == "480 ms" and cell(t1, "T", "Latency") == "–"
+    assert cell(t1, "SS", "smaller than teacher") == "12.0x"
+    assert cell(t1, "SS", "Decode RTF (device)") == "0.1000 (cpu)"
+    arch = text.split("(Table 1)", 1)[1].split("Systems (params", 1)[0]
+    student = next(x for x in arch.splitlines() if x.startswith("| tiny_student |"))
+    assert "| 11.1x | 4.0x |" in student  # 1.0M / 90k params, RTF 0.02 / 0.005
+    s5 = next(x for x in arch.splitlines() if x.startswith("| S5 |"))
+    assert "| 22.4M | 22.0M | +1.8 | 0.100 | 0.111 |" in s5
+
+
+def test_missing_decodes_show_dashes_and_are_listed(systems, tmp_path) -> None:
+    missing = rep.decode_dir(systems["single"], "dev", rep.BEST_PATH, False)
+    for f in missing.iterdir():
+        f.unlink()
+    missing.rmdir()
+    out = rep.write_report(systems, ["test", "dev"], tmp_path / "r.md")
+    text = out.read_text()
+    t2 = table_rows(text, "(Table 2)")
+    assert cell(t2, "single", "dev PER (best path)") == "–"
+    assert f"- single, dev, best path: {missing}/scores-dev.json or " in text
+    assert "dev: **not compared (a result is missing)**" in text
+    assert "No RTF table given" in text
+    # a teacher without an LM decode: "–" in the LM column, listed
+    lm_dir = rep.decode_dir(systems["T"], "test", rep.LM, False)
+    (lm_dir / "scores-test.json").unlink()
+    text = rep.write_report(systems, ["test", "dev"], tmp_path / "r.md").read_text()
+    assert cell(table_rows(text, "(Table 2)"), "T", "test WER (4-gram LM)") == "–"
+    assert f"- T, test, lexicon + LM: {lm_dir}/scores-test.json" in text
+
+
+def test_units_never_mix_and_streaming_decodes(tmp_path) -> None:
+    root = tmp_path / "exp"
+    teacher = write_system(root, "T", "teacher")
+    student = write_system(root, "SS", "step2", teacher="SN")
+    write_decode(teacher, "test", 20, units="words")  # a letter CTC teacher: WER
+    write_decode(student, "test", 30)  # a phone student: PER
+    write_decode(student, "test", 30, streaming=True)
+    write_decode(student, "dev", 36, streaming=True)  # only the streaming decode on dev
+    write_decode(teacher, "dev", 24, units="words")
+    text = rep.write_report({"T": teacher, "SS": student}, ["test", "dev"], tmp_path / "r.md")
+    text = text.read_text()
+    t2 = table_rows(text, "(Table 2)")
+    assert t2[""][4:] == ["test WER (best path)", "test PER (best path)", "dev WER (best path)",
+                          "dev PER (best path)"]  # fmt: skip
+    assert t2["T"][4:] == ["5.00", "–", "6.00", "–"]
+    assert t2["SS"][4:] == ["–", "7.50", "–", "9.00*"]
+    assert "one column per unit" in text
+    assert "where decode_<set> is missing): SS on dev." in text
+    assert "missing result" not in text
+    stream = text.split("### Streaming decoding", 1)[1]
+    assert "| SS | test | best path | PER | 7.50 | 7.50 | yes | 0.1000 |" in stream
+    assert "| SS | dev | best path | PER | – | 9.00 | – | 0.1000 |" in stream
+    assert "not compared (no second-step and single-step" in text
+
+
+def test_bad_inputs_raise(systems, tmp_path) -> None:
+    for spec in ("T", "=exp/T", "T=", " = "):
+        with pytest.raises(ConfigError, match="NAME=SYSTEM_DIR"):
+            rep.parse_system_spec(spec)
+    with pytest.raises(ConfigError, match="given twice"):
+        rep.parse_system_specs(["a=x", "a=y"])
+    from speechkd.bin import distill_w2v2_report as cli
+
+    with pytest.raises(ConfigError, match="expected NAME=SYSTEM_DIR"):
+        cli.main(["--system", "nodir", "--sets", "test", "--out", str(tmp_path / "x.md")])
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=f"{empty}/system.json: system description not found"):
+        rep.write_report({"x": empty}, ["test"], tmp_path / "x.md")
+    path = systems["SS"] / "system.json"
+    info = json.loads(path.read_text())
+    for change, message in (
+        ({"role": "student"}, "field 'role' must be one of"),
+        ({"params": "22M"}, "field 'params' must be a non-negative integer"),
+        ({"chunk": None}, "variant .ss. with chunk None: the chunk-streaming"),
+        ({"alpha": 1.5}, "field 'alpha' must be a number in"),
+    ):
+        path.write_text(json.dumps({**info, **change}))
+        with pytest.raises(DataError, match=f"{path}: {message}"):
+            rep.collect(systems, ["test"])
+    path.write_text("{not json")
+    with pytest.raises(DataError, match=f"{path}: cannot read JSON"):
+        rep.collect(systems, ["test"])
+    path.write_text(json.dumps({k: v for k, v in info.items() if k != "arch"}))
+    with pytest.raises(DataError, match=f"{path}: missing field"):
+        rep.collect(systems, ["test"])
+    path.write_text(json.dumps(info))
+
+    # a best-path dir holding a lexicon decode is a recipe error, not a missing result
+    scores = rep.decode_dir(systems["M1"], "test", rep.BEST_PATH, False) / "scores-test.json"
+    payload = json.loads(scores.read_text())
+    scores.write_text(json.dumps({**payload, "decoder": "lexicon"}))
+    with pytest.raises(DataError, match=f"{scores}: field 'decoder' is 'lexicon'"):
+        rep.collect(systems, ["test"])
+    bad_rtf = tmp_path / "rtf.json"
+    bad_rtf.write_text(json.dumps({"environment": {}, "settings": {}, "rows": [{"model": "S5"}]}))
+    scores.write_text(json.dumps(payload))
+    with pytest.raises(DataError, match="'cnn_channels' must be an integer"):
+        rep.collect(systems, ["test"], rtf=bad_rtf)
+    with pytest.raises(ConfigError, match="a set is given twice"):
+        rep.collect(systems, ["test", "test"])
+
+
+def test_cli_writes_the_section(systems, tmp_path) -> None:
+    from speechkd.bin import distill_w2v2_report as cli
+    from speechkd.eval.results import read_section_file
+
+    out = tmp_path / "sec" / "report.md"
+    args = [x for name, d in systems.items() for x in ("--system", f"{name}={d}")]
+    assert cli.main([*args, "--sets", "test", "dev", "--out", str(out), "--title", "DW"]) == 0
+    text = read_section_file(out, tmp_path)
+    assert text.startswith("## DW") and "(Table 3)" in text
+    assert rep.arpa_order(tmp_path / "word_4gram.arpa") == 4
+    assert rep.arpa_order(tmp_path / "absent.arpa") is None
+
+
+def test_streaming_flags_of_decode_dirs(tmp_path) -> None:
+    student = write_system(tmp_path / "exp", "SS", "single_step")
+    # decode_<set> decoded chunk by chunk: accepted, its cell marked
+    write_decode(student, "test", 8, streaming=False)
+    main = rep.decode_dir(student, "test", rep.BEST_PATH, False)
+    scores = main / "scores-test.json"
+    scores.write_text(json.dumps({**json.loads(scores.read_text()), "streaming": True}))
+    result = rep.load_decode(student, "test", rep.BEST_PATH)
+    assert result is not None and result.streaming and result.rate == 2.0
+    text = rep.write_report({"SS": student}, ["test"], tmp_path / "r.md").read_text()
+    assert cell(table_rows(text, "(Table 2)"), "SS", "test PER (best path)") == "2.00*"
+    # a _streaming dir must hold a streamed decode
+    stream = write_decode(student, "test", 8, streaming=True) / "scores-test.json"
+    stream.write_text(json.dumps({**json.loads(stream.read_text()), "streaming": False}))
+    with pytest.raises(DataError, match="decode_test_streaming dir holds chunk-by-chunk"):
+        rep.collect({"SS": student}, ["test"])
