@@ -45,17 +45,44 @@ def trusted_pickle_loads(trusted: bool) -> Iterator[None]:
         yield
 
 
+def student_shape_overrides(path: Path) -> dict:
+    """Output size and prediction-layer width of a saved ``speechkd_w2v2_student``, read from its
+    weights: a student initialised from a teacher takes them from the teacher when it is created,
+    and the config that fairseq saves does not record them."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=False)  # trusted by the caller
+    cfg = state.get("cfg") or {}
+    model_cfg = cfg.get("model") if isinstance(cfg, dict) else None
+    weights = state.get("model") or {}
+    if not isinstance(model_cfg, dict) or model_cfg.get("_name") != "speechkd_w2v2_student":
+        return {}
+    output = weights.get("output_proj.weight")
+    if output is None:
+        return {}
+    has_adapter = "pred_adapter.weight" in weights
+    return {
+        "num_outputs": int(output.shape[0]),
+        "pred_dim": int(output.shape[1]) if has_adapter else 0,
+    }
+
+
 def load_fairseq_model(
     path: str | os.PathLike, trust_pickle: bool, arg_overrides: dict | None = None
 ):
-    """(model, cfg, task) of a trusted fairseq checkpoint, on CPU, in eval mode."""
+    """(model, cfg, task) of a trusted fairseq checkpoint, on CPU, in eval mode.
+
+    A saved model is rebuilt without re-running its initialisation from another checkpoint
+    (``init_from`` of speechkd's students is overridden with None).
+    """
     from fairseq import checkpoint_utils
 
     path = check_trusted(path, trust_pickle)
+    overrides = {"init_from": None, **student_shape_overrides(path), **(arg_overrides or {})}
     try:
         with trusted_pickle_loads(True):
             models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
-                [str(path)], arg_overrides=arg_overrides or {}
+                [str(path)], arg_overrides=overrides
             )
     except (KeyError, RuntimeError, EOFError) as exc:
         raise DataError(f"{path}: not a readable fairseq checkpoint ({exc})") from exc

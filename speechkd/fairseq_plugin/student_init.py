@@ -73,6 +73,11 @@ def init_from_teacher(
             if _same_shapes(s, t):
                 _copy(s, t, freeze)
                 report["conv"].append(str(i))
+            elif _same_shapes(s[0], t[0]):
+                # same convolution, other normalisation (a streamable per-frame LayerNorm CNN
+                # learning from a GroupNorm one): the convolution is shared, the norm is new
+                _copy(s[0], t[0], freeze)
+                report["conv"].append(f"{i} (convolution only)")
             else:
                 report["skipped_conv"].append(str(i))
         if not report["conv"]:

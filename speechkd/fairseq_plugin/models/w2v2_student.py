@@ -19,6 +19,7 @@ No ``from __future__ import annotations`` here: fairseq's argparse bridge
 (``gen_parser_from_dataclass``) needs real types in the config dataclass, hence ``Optional``.
 """
 
+import logging
 import math
 import warnings
 from collections.abc import Iterable
@@ -42,6 +43,8 @@ from torch import nn
 from speechkd.chunking import check_context_size, chunk_mask
 from speechkd.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 ARCH_DIR = Path(__file__).resolve().parents[3] / "conf" / "distill_w2v2" / "arch"
 EXTRACTOR_MODES = ChoiceEnum(["group_norm", "layer_norm"])
 
@@ -56,6 +59,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "history_size": 600,
     },
 }
+
+
+INIT_MODES = ChoiceEnum(["teacher", "student"])
 
 
 @dataclass
@@ -110,6 +116,38 @@ class W2V2StudentConfig(FairseqDataclass):
     feature_grad_mult: float = field(
         default=1.0, metadata={"help": "gradient scale into the CNN; 0 freezes it"}
     )
+    init_from: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": "fairseq checkpoint initialising the new model (speechkd.fairseq_plugin."
+            "student_init): a teacher (init_mode=teacher: shared CNN blocks and prediction "
+            "layer; num_outputs taken from it) or a student (init_mode=student: SN -> SS)"
+        },
+    )
+    init_mode: INIT_MODES = field(  # type: ignore[valid-type]
+        default="teacher", metadata={"help": "how init_from is used: teacher | student"}
+    )
+    init_strict: bool = field(
+        default=False,
+        metadata={
+            "help": "init_mode=student: every tensor must match (SN -> SS with the same CNN)"
+        },
+    )
+    trust_init_checkpoint: bool = field(
+        default=False,
+        metadata={"help": "init_from is a pickle: load it only when this is true"},
+    )
+
+
+def _set_config(cfg: Any, key: str, value: Any) -> None:
+    """Set ``cfg.key`` on a dataclass or an OmegaConf DictConfig (struct mode or not)."""
+    from omegaconf import DictConfig, open_dict
+
+    if isinstance(cfg, DictConfig):
+        with open_dict(cfg):
+            cfg[key] = value
+    else:
+        setattr(cfg, key, value)
 
 
 def conv_feature_layers(first_channels: int, channels: int) -> list[tuple[int, int, int]]:
@@ -269,7 +307,42 @@ class W2V2Student(BaseFairseqModel):
                 dictionary = task.target_dictionary
             except (AttributeError, NotImplementedError):
                 dictionary = None
-        return cls(cfg, len(dictionary) if dictionary is not None else None)
+        num_outputs = len(dictionary) if dictionary is not None else None
+        if not cfg.init_from:
+            return cls(cfg, num_outputs)
+        return cls.build_initialised(cfg, num_outputs)
+
+    @classmethod
+    def build_initialised(cls, cfg: W2V2StudentConfig, num_outputs: int | None) -> "W2V2Student":
+        """A new model initialised from ``cfg.init_from`` (its teacher or its SN student).
+
+        Only a model being created is initialised: a saved model is reloaded with
+        ``init_from=None`` (speechkd.fairseq_plugin.checkpoints.load_fairseq_model).
+        """
+        from speechkd.fairseq_plugin.checkpoints import load_fairseq_model
+        from speechkd.fairseq_plugin.student_init import init_from_student, init_from_teacher
+        from speechkd.fairseq_plugin.teacher import FrozenTeacher
+
+        source, _, _ = load_fairseq_model(cfg.init_from, cfg.trust_init_checkpoint)
+        source = FrozenTeacher(source)
+        if num_outputs is None:
+            num_outputs = source.num_outputs
+        elif num_outputs != source.num_outputs:
+            raise ConfigError(
+                f"init_from={cfg.init_from}: {source.num_outputs} outputs, the task's "
+                f"dictionary has {num_outputs}"
+            )
+        if cfg.init_mode == "teacher" and not cfg.pred_dim:
+            # share the teacher's prediction layer: an adapter to its input width (the value is
+            # kept in the saved config, so the model is rebuilt without the teacher)
+            _set_config(cfg, "pred_dim", source.output_layer.in_features)
+        model = cls(cfg, num_outputs)
+        if cfg.init_mode == "teacher":
+            copied = init_from_teacher(model, source)
+        else:
+            copied = init_from_student(model, source, strict=cfg.init_strict)
+        logger.info("initialised from %s (%s): %s", cfg.init_from, cfg.init_mode, copied)
+        return model
 
     # -- pieces shared by the full-utterance and the streaming forward --------------------------
     def cnn_features(self, source: torch.Tensor) -> torch.Tensor:
