@@ -5,18 +5,22 @@
 #   pool_cuts       CutSets of the untranscribed distillation/pre-training pool (space separated)
 #   train_cuts dev_cuts   labelled CutSets (teacher fine-tuning; dev also validates distillation)
 #   test_sets       "name=cuts.jsonl.gz ..." the sets every system is scored on
-#   lexicon         lexicon.txt (word -> phones) with phones.txt beside it: the phone units
+#   lexicon         lexicon.txt (word -> phones) with phones.txt beside it: the phone units;
+#                   built in stage 10 (G2P: $lexicon_spec) over the words of every set when missing
 #   den_graph       denominator graph (speechkd.mmi text FSA over phones.txt); built in stage 11
-#                   with "make_den_graph $den_graph_opts" when it does not exist
-#   lm_text         raw text (files) for the word n-gram LM of the lexicon decoding
+#                   with "make_den_graph $den_graph_opts" when it does not exist (default: a
+#                   4-gram phone LM of the training transcripts, G2P $lexicon_spec)
 #   method_exp      experiment directory of this run, e.g. exp/distill_w2v2
-# Optional (defaults below): conf_dir, pretrain_config, finetune_config, distill_config,
+# Optional (defaults below): lm_text (raw text of the word n-gram LM; default: the training
+# transcripts), conf_dir, pretrain_config, finetune_config, distill_config,
 # student_arch, settings, main_setting, history, chunk, teacher_pretrained, teacher_finetuned,
 # trust_fairseq_checkpoint, pretrain_opts, finetune_opts, distill_opts, step2_opts, ngpu,
 # den_graph_opts, lm_order, decoders, decode_opts, lm_decode_opts, path_prefix, rtf_models, rtf_opts.
 #
 # Stages:
-#   10  fairseq manifests: the unlabelled pool, labelled train/dev (phones, words), test sets
+#   10  transcripts ($method_exp/text/train.txt: the raw text of the labelled train set), the
+#       phone lexicon if missing, fairseq manifests: the unlabelled pool, labelled train/dev
+#       (phones, words), test sets
 #   11  denominator graph from raw text (if missing) and the word n-gram LM
 #   12  teacher T, wav2vec 2.0 pre-training (skipped with --teacher-pretrained/--teacher-finetuned)
 #   13  teacher T, LF-MMI fine-tuning (skipped with --teacher-finetuned)
@@ -44,17 +48,16 @@
 : "${distill_opts:=}"                      # every distillation run (steps 1, 2, single step)
 : "${step2_opts:=optimization.lr=[0.0001]}"  # step 2: the paper's lower peak learning rate
 : "${ngpu:=0}"                             # 0: CPU
-: "${den_graph_opts:=}"
 : "${lm_order:=4}"
 : "${decode_opts:=}"
 : "${decoders:=best_path lm streaming}"   # stage 17: which decodings (streaming: SS systems only)
 : "${lm_decode_opts:=--lm-weight 1.0 --word-score 0 --beam 50}"
+: "${lexicon_spec:=espeak:$language}"        # G2P of a lexicon built here (or cmudict:FILE)
 : "${path_prefix:=}"                       # make relative audio paths of the cuts absolute
 : "${rtf_models:=table}"
 : "${rtf_opts:=--streaming}"
 
-for _var in language pool_cuts train_cuts dev_cuts test_sets lexicon den_graph lm_text \
-    method_exp; do
+for _var in language pool_cuts train_cuts dev_cuts test_sets lexicon den_graph method_exp; do
   if [ -z "${!_var:-}" ]; then
     log "local/recipes/distill_w2v2.sh: variable $_var is not set by the recipe"; exit 1
   fi
@@ -121,9 +124,35 @@ EOF
 dw2_teacher=${teacher_finetuned:-$method_exp/teacher/checkpoint_best.pt}
 num_pdfs() { grep -c . "$phones"; }
 
+dw2_text=$method_exp/text
+: "${lm_text:=$dw2_text/train.txt}"
+: "${den_graph_opts:=--text $dw2_text/train.txt --lexicon $lexicon_spec --unit phone --silence none
+  --order 4 --topology ctc}"
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
-  log "Stage 10: fairseq manifests ($language): unlabelled pool, labelled train/dev, test sets"
+  log "Stage 10: transcripts, lexicon and fairseq manifests ($language)"
   mkdir -p "$method_exp/log"
+  test_cuts=""
+  for spec in $test_sets; do test_cuts="$test_cuts ${spec#*=}"; done
+  # shellcheck disable=SC2086
+  if stage_needed dw2_text "$train_cuts $dev_cuts $test_cuts" "$dw2_text" "language=$language"; then
+    python -m speechkd.bin.cuts_to_text --cuts "$train_cuts" --language "$language" \
+      --out "$dw2_text/train.txt"
+    # shellcheck disable=SC2086
+    python -m speechkd.bin.cuts_to_text --cuts "$train_cuts" "$dev_cuts" $test_cuts \
+      --language "$language" --out "$dw2_text/all_sets.txt"
+    # shellcheck disable=SC2086
+    stage_done dw2_text "$train_cuts $dev_cuts $test_cuts" "$dw2_text" "language=$language"
+  fi
+  if [ ! -f "$lexicon" ]; then
+    # pronunciations (G2P) of every word of every set; the phone LM of this call is not used (it
+    # saw the test transcripts): the denominator comes from the training text only (stage 11)
+    log "no $lexicon: a $lexicon_spec lexicon of the words of every set"
+    python -m speechkd.bin.make_den_graph --text "$dw2_text/all_sets.txt" \
+      --lexicon "$lexicon_spec" --unit phone --silence none --order 2 --topology none \
+      --heldout-every 0 \
+      --out-dir "$(dirname "$lexicon")" --log-file "$method_exp/log/make_lexicon.log"
+    rm -f "$(dirname "$lexicon")"/den.fst.txt "$(dirname "$lexicon")"/phone_lm.fst.txt
+  fi
   # shellcheck disable=SC2086
   if stage_needed dw2_export "$pool_cuts $train_cuts $dev_cuts $lexicon $phones" "$dw2_data" \
       "language=$language test_sets=$test_sets path_prefix=$path_prefix"; then
@@ -144,7 +173,6 @@ fi
 if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
   log "Stage 11: denominator graph ($den_graph) and the word $lm_order-gram LM"
   if [ ! -f "$den_graph" ]; then
-    [ -n "$den_graph_opts" ] || { log "no $den_graph and no --den-graph-opts to build it"; exit 1; }
     # shellcheck disable=SC2086
     python -m speechkd.bin.make_den_graph $den_graph_opts --phones "$phones" \
       --out-dir "$(dirname "$den_graph")" --log-file "$method_exp/log/make_den_graph.log"
