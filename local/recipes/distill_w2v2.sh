@@ -12,10 +12,11 @@
 #                   4-gram phone LM of the training transcripts, G2P $lexicon_spec)
 #   method_exp      experiment directory of this run, e.g. exp/distill_w2v2
 # Optional (defaults below): lm_text (raw text of the word n-gram LM; default: the training
-# transcripts), conf_dir, pretrain_config, finetune_config, distill_config,
-# student_arch, settings, main_setting, history, chunk, teacher_pretrained, teacher_finetuned,
-# trust_fairseq_checkpoint, pretrain_opts, finetune_opts, distill_opts, step2_opts, ngpu,
-# den_graph_opts, lm_order, decoders, decode_opts, lm_decode_opts, path_prefix, rtf_models, rtf_opts.
+# transcripts), conf_dir, pretrain_config, finetune_config, distill_config, student_arch, settings,
+# main_setting, history, chunk, teacher_pretrained, teacher_finetuned, trust_fairseq_checkpoint,
+# lexicon_spec, lexicon_text, pretrain_opts, finetune_opts, distill_opts, step2_opts, ngpu,
+# den_graph_opts, lm_order, decoders, decode_opts, lm_decode_opts, path_prefix, rtf_models,
+# rtf_opts.
 #
 # Stages:
 #   10  transcripts ($method_exp/text/train.txt: the raw text of the labelled train set), the
@@ -53,6 +54,7 @@
 : "${decoders:=best_path lm streaming}"   # stage 17: which decodings (streaming: SS systems only)
 : "${lm_decode_opts:=--lm-weight 1.0 --word-score 0 --beam 50}"
 : "${lexicon_spec:=espeak:$language}"        # G2P of a lexicon built here (or cmudict:FILE)
+: "${lexicon_text:=}"                      # more text whose words the built lexicon covers
 : "${path_prefix:=}"                       # make relative audio paths of the cuts absolute
 : "${rtf_models:=table}"
 : "${rtf_opts:=--streaming}"
@@ -69,6 +71,12 @@ if [ -n "$teacher_pretrained$teacher_finetuned" ] && [ "$trust_fairseq_checkpoin
   exit 1
 fi
 
+# absolute paths: fairseq-hydra-train runs in its output directory
+method_exp=$(readlink -m "$method_exp")
+lexicon=$(readlink -m "$lexicon")
+den_graph=$(readlink -m "$den_graph")
+[ -z "$teacher_pretrained" ] || teacher_pretrained=$(readlink -m "$teacher_pretrained")
+[ -z "$teacher_finetuned" ] || teacher_finetuned=$(readlink -m "$teacher_finetuned")
 dw2_data=$method_exp/data
 dw2_pool=$dw2_data/pool          # unlabelled: train.tsv (the pool), dev.tsv (validation)
 dw2_asr=$dw2_data/asr            # labelled: {train,dev,<test sets>}.{tsv,wrd,ltr,phn}, dicts
@@ -147,7 +155,9 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
     # pronunciations (G2P) of every word of every set; the phone LM of this call is not used (it
     # saw the test transcripts): the denominator comes from the training text only (stage 11)
     log "no $lexicon: a $lexicon_spec lexicon of the words of every set"
-    python -m speechkd.bin.make_den_graph --text "$dw2_text/all_sets.txt" \
+    extra_text=()
+    for text in $lexicon_text; do extra_text+=(--text "$text"); done
+    python -m speechkd.bin.make_den_graph --text "$dw2_text/all_sets.txt" "${extra_text[@]}" \
       --lexicon "$lexicon_spec" --unit phone --silence none --order 2 --topology none \
       --heldout-every 0 \
       --out-dir "$(dirname "$lexicon")" --log-file "$method_exp/log/make_lexicon.log"
