@@ -72,9 +72,10 @@ def stage_is_current(
         return False, f"unreadable stamp {stamp}"
     if recorded.get("params") != params:
         return False, "parameters changed"
-    if sorted(recorded.get("inputs", {})) != sorted(inputs):
+    # a path named twice (e.g. a teacher that also initialises the student) counts once
+    if sorted(recorded.get("inputs", {})) != sorted(set(inputs)):
         return False, "input list changed"
-    if sorted(recorded.get("outputs", {})) != sorted(outputs):
+    if sorted(recorded.get("outputs", {})) != sorted(set(outputs)):
         return False, "output list changed"
     for path in inputs:
         if path_digest(path) != recorded["inputs"][path]:
