@@ -65,7 +65,9 @@ train_cuts=$manifests/mini_asr_cuts_train.jsonl.gz
 dev_cuts=$manifests/mini_asr_cuts_dev.jsonl.gz
 test_sets=""
 for name in $test_names; do test_sets="$test_sets $name=$manifests/mini_asr_cuts_$name.jsonl.gz"; done
-lexicon=$mini_data/lang_phone_${language}/lexicon.txt
+# a G2P (espeak-ng) lexicon of every word of the sets and of the raw text, built in stage 10
+lexicon=$data/lang_phone_${language}/lexicon.txt
+lexicon_text=$mini_data/text/mini_raw_${language}.txt
 den_graph=$data/lang_den_${language}_o$den_order/den.fst.txt
 den_graph_opts="--text $mini_data/text/mini_raw_${language}.txt --lexicon espeak:$language --unit phone
   --silence none --order $den_order --topology ctc --seed $seed"
