@@ -15,7 +15,7 @@
 # transcripts), conf_dir, pretrain_config, finetune_config, distill_config, student_arch, settings,
 # main_setting, history, chunk, teacher_pretrained, teacher_finetuned, trust_fairseq_checkpoint,
 # lexicon_spec, lexicon_text, pretrain_opts, finetune_opts, distill_opts, step2_opts, ngpu,
-# den_graph_opts, lm_order, decoders, decode_opts, lm_decode_opts, path_prefix, rtf_models,
+# den_graph_opts, lm_order, decoders, den_decode, decode_opts, lm_decode_opts, path_prefix, rtf_models,
 # rtf_opts.
 #
 # Stages:
@@ -52,6 +52,7 @@
 : "${lm_order:=4}"
 : "${decode_opts:=}"
 : "${decoders:=best_path lm streaming}"   # stage 17: which decodings (streaming: SS systems only)
+: "${den_decode:=true}"  # decode through posteriors under the den graph (LF-MMI outputs)
 : "${lm_decode_opts:=--lm-weight 1.0 --word-score 0 --beam 50}"
 : "${lexicon_spec:=espeak:$language}"        # G2P of a lexicon built here (or cmudict:FILE)
 : "${lexicon_text:=}"                      # more text whose words the built lexicon covers
@@ -320,16 +321,18 @@ dw2_decode() {  # dw2_decode <system> <set> <out suffix> [extra flags]
   local dir=$method_exp/$sys checkpoint
   checkpoint=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["checkpoint"])' \
     "$dir/system.json")
-  local out=$dir/decode_${set}$suffix
+  local out=$dir/decode_${set}$suffix den_args=()
+  # LF-MMI outputs are pseudo log-likelihoods: read them through the den-graph posteriors
+  [ "$den_decode" = true ] && den_args=(--den-graph "$den_graph")
   if stage_needed "dw2_decode_${sys}_$set$suffix" "$checkpoint $dw2_asr/$set.tsv $dw2_lm" \
-      "$out" "$decode_opts $*"; then
+      "$out" "$decode_opts ${den_args[*]} $*"; then
     # shellcheck disable=SC2086
     $decode_cmd "$out/log/decode.log" \
       python -m speechkd.bin.w2v2_decode --checkpoint "$checkpoint" --trust-fairseq-checkpoint \
         --data "$dw2_asr" --subset "$set" --unit phone --out-dir "$out" --language "$language" \
-        $decode_opts "$@"
+        "${den_args[@]}" $decode_opts "$@"
     stage_done "dw2_decode_${sys}_$set$suffix" "$checkpoint $dw2_asr/$set.tsv $dw2_lm" \
-      "$out" "$decode_opts $*"
+      "$out" "$decode_opts ${den_args[*]} $*"
   fi
 }
 

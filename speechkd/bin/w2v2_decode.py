@@ -211,6 +211,49 @@ class CtcModel:
         return [lprobs[b, :n] for b, n in enumerate(lengths)]
 
 
+class DenPosteriors:
+    """Log frame posteriors of LF-MMI outputs under a denominator graph.
+
+    An LF-MMI model's outputs are pseudo log-likelihoods: their own argmax is a poor best path.
+    Its frame occupation posteriors under the denominator graph (the phone LM composed with the
+    CTC topology, pdf ``p`` = phone ``p`` of ``phones.txt``, 0 = blank) are the model's
+    posteriors; the best path and the lexicon search read those (the columns of symbols outside
+    the phone table get -inf).
+    """
+
+    def __init__(self, den_graph: Path, table: UnitTable) -> None:
+        from speechkd.mmi import Fsa
+        from speechkd.mmi.lexicon import read_phone_table
+
+        phones_path = den_graph.parent / "phones.txt"
+        if not den_graph.is_file() or not phones_path.is_file():
+            raise DataError(f"{den_graph}: denominator graph or its phones.txt not found")
+        self.graph = Fsa.from_openfst(den_graph.read_text(encoding="utf-8"))
+        phones = read_phone_table(phones_path)
+        columns = [table.index(p) for p in phones]
+        missing = [p for p, c in zip(phones, columns, strict=True) if c is None]
+        if missing:
+            raise DataError(f"{phones_path}: phones {missing[:5]} are not model outputs")
+        self.columns = torch.tensor([table.blank, *columns])
+        self.num_outputs = len(table.symbols)
+
+    def __call__(self, log_probs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The utterances' [T_b, V] outputs -> [T_b, V] log posteriors (one batched pass)."""
+        from speechkd.mmi import occupation_posteriors
+
+        lengths = torch.tensor([lp.shape[0] for lp in log_probs])
+        x = torch.nn.utils.rnn.pad_sequence(
+            [lp[:, self.columns].float() for lp in log_probs], batch_first=True
+        )
+        _, post = occupation_posteriors(self.graph, x, lengths)
+        outs = []
+        for b, n in enumerate(lengths.tolist()):
+            out = torch.full((n, self.num_outputs), float("-inf"))
+            out[:, self.columns] = post[b, :n].clamp_min(1e-10).log()
+            outs.append(out)
+        return outs
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m speechkd.bin.w2v2_decode",
@@ -229,6 +272,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--dict", type=Path, default=None, help="default: <data>/dict.<labels>.txt")
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--set-name", default=None, help="name in the output files (default: subset)")
+    p.add_argument(
+        "--den-graph",
+        type=Path,
+        default=None,
+        help="decode LF-MMI outputs (pseudo log-likelihoods) through their frame posteriors "
+        "under this denominator graph (phone LM x CTC topology; phones.txt beside it)",
+    )
     p.add_argument("--lexicon", type=Path, default=None, help="lexicon.txt: lexicon beam search")
     p.add_argument("--lm", type=Path, default=None, help="ARPA word LM (needs --lexicon)")
     p.add_argument("--lm-weight", type=float, default=2.0, help="weight of log10 LM scores")
@@ -334,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             table, Lexicon.from_kaldi(args.lexicon), args.lm, config, args.sil_token
         )
 
+    den = DenPosteriors(args.den_graph, table) if args.den_graph is not None else None
     hyps: dict[str, str] = {}
     model_seconds = search_seconds = 0.0
     start = time.perf_counter()
@@ -345,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t1 = time.perf_counter()
+        if den is not None:
+            lprobs = den(lprobs)
         for i, lp in zip(batch, lprobs, strict=True):
             if decoder is not None:
                 hyps[entries[i].utt_id] = decoder.decode_utterance(lp)[0].text
