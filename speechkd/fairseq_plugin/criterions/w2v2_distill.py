@@ -217,8 +217,10 @@ class W2v2DistillCriterion(FairseqCriterion):
                 value = sum(log.get(key, 0.0) for log in logging_outputs)
                 metrics.log_scalar(key, value / denom, sample_size, round=4)
         if any("mmi_failed" in log for log in logging_outputs):
-            metrics.log_scalar(
-                "mmi_failed", sum(log.get("mmi_failed", 0) for log in logging_outputs), round=0
+            # a sum, as the LF-MMI criterion logs it (one meter type per key in fairseq's
+            # process-wide aggregators)
+            metrics.log_scalar_sum(
+                "mmi_failed", sum(log.get("mmi_failed", 0) for log in logging_outputs)
             )
         metrics.log_scalar("frames", sample_size, round=0)
         if not math.isfinite(loss):
