@@ -8,4 +8,4 @@ bash local/install.sh
 . ./path.sh
 echo "ruff: $(ruff --version)"
 ruff check speechkd tests
-python -m pytest -q tests "$@"
+python -m pytest -q --durations=30 tests "$@"

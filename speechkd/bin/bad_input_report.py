@@ -152,9 +152,7 @@ def tone(seconds: float, index: int = 0, sampling_rate: int = SAMPLING_RATE) -> 
     return (0.3 * np.sin(2 * np.pi * (220 + 40 * index) * t)).astype(np.float32)
 
 
-def write_cuts(
-    directory: Path, durations: list[float], sampling_rate: int = SAMPLING_RATE
-) -> Path:
+def write_cuts(directory: Path, durations: list[float], sampling_rate: int = SAMPLING_RATE) -> Path:
     """Tone recordings with an English transcript each, as ``cuts.jsonl.gz``."""
     from lhotse import CutSet, Recording, SupervisionSegment
     from lhotse.cut import MonoCut
@@ -342,8 +340,11 @@ CASES = [
     Case("option out of range (--lr -1)", "whisper_train", negative_lr),
     Case("CLSR option out of range (skip_gate_prob 1.5)", "whisper_train", clsr_out_of_range),
     Case("KD teacher with another vocabulary", "whisper_train", teacher_other_vocab),
-    Case("teacher and tokenizer of different vocabularies", "cache_teacher",
-         cache_teacher_other_tokenizer),  # fmt: skip
+    Case(
+        "teacher and tokenizer of different vocabularies",
+        "cache_teacher",
+        cache_teacher_other_tokenizer,
+    ),  # fmt: skip
     Case("pickled checkpoint (pytorch_model.bin) as a model", "cache_teacher", pickled_checkpoint),
 ]
 

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ("teacher_12_12_12", "student_6_6_6", "student_8_8_2")
 MBART_CC25_VOCAB = 250027
+STUDENT_ARCH = "speechkd_dual_input_xm_student"
 
 
 def measure(models: list[str], vocab_size: int, device: str = "meta") -> dict:
@@ -55,12 +56,18 @@ def measure(models: list[str], vocab_size: int, device: str = "meta") -> dict:
         implied_vocabulary,
         token_tables,
     )
-    from speechkd.fairseq_plugin.models.st_students import build_from_config, layer_depths
+    from speechkd.fairseq_plugin.models.st_students import (
+        build_from_config,
+        fairseq_train_args,
+        layer_depths,
+    )
 
     results: dict[str, dict] = {}
     teacher_counts = None
     for name in models:
-        overrides = {"student_init": "none"} if name.startswith("student") else {}
+        # a student counts its own layers: no teacher / pretrained checkpoint to copy them from
+        is_student = fairseq_train_args(name)[1] == STUDENT_ARCH
+        overrides = {"student_init": "none"} if is_student else {}
         model = build_from_config(name, vocab_size, device=device, **overrides)
         depths = layer_depths(model)
         counts = count_groups(model)
@@ -78,6 +85,9 @@ def measure(models: list[str], vocab_size: int, device: str = "meta") -> dict:
         results[name] = entry
         logger.info("%s (%s): %d parameters", name, key, counts["total"])
     first = results[models[0]]
+    if first["paper"] is None or first["depths"] != "12-12-12":
+        # the vocabulary notes compare the paper's 12-12-12 teacher only
+        return {"vocab_size": vocab_size, "models": results, "notes": {}}
     dim, tables = first["embed_dim"], first["token_tables"]
     notes = {
         "implied_vocabulary": implied_vocabulary(
@@ -152,13 +162,14 @@ def render(report: dict) -> str:
         _markdown(header, rows),
         "### By part (millions)",
         _markdown(["model"] + groups, breakdown),
-        (
+    ]
+    if notes:
+        text.append(
             f"Paper's embedded 93.58M implies a vocabulary of {notes['implied_vocabulary']:,.0f} "
             f"per token table; with mBART-50's 250,054 the teacher has "
             f"{notes['teacher_total_mbart50'] / 1e6:.2f}M parameters (paper Sec. 1, Alexa-ST: "
             f"{notes['paper_alexa_st_total']}M)."
-        ),
-    ]
+        )
     return "\n\n".join(text)
 
 

@@ -275,7 +275,6 @@ def write_report_metadata(
 def build_extra_loss(args: argparse.Namespace, model):
     """The extra-loss hook: S2-LoRA's regulariser, or the gate budget and KD terms."""
     if args.peft == "s2lora":
-
         alphas = {"alpha1": args.s2lora_alpha1, "alpha2": args.s2lora_alpha2}
 
         def s2lora_loss(model, batch, outputs):
