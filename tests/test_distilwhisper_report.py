@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from speechkd.bin.distilwhisper_report import main, parse_named
+from speechkd.bin.distilwhisper_report import main
 from speechkd.errors import ConfigError, DataError
 from speechkd.eval.decode_files import write_error_rate_files
 from speechkd.eval.distilwhisper_report import (
@@ -20,6 +20,7 @@ from speechkd.eval.distilwhisper_report import (
     load_system_scores,
     write_report,
 )
+from speechkd.eval.report_inputs import parse_named
 from speechkd.eval.wer import Utterance, score_utterances
 from speechkd.utils.cli import run_cli
 
@@ -246,7 +247,7 @@ def test_bad_options(tmp_path: Path) -> None:
     assert parse_named("DistilWhisper 3k=exp/a", "--gate-system") == ("DistilWhisper 3k", ["exp/a"])
     assert parse_named("x=d,p.json", "--system", 2) == ("x", ["d", "p.json"])
     with pytest.raises(ConfigError, match="expected NAME=DECODE_DIR"):
-        parse_named("nodir", "--system", 2)
+        main(["--system", "nodir", "--small", "a", "--large", "b", "--out", str(tmp_path / "y.md")])
     args = ("whisper-small", "whisper-large")
     with pytest.raises(ConfigError, match="both in- and out-of-domain"):
         write_report(systems, *args, ["test"], ["test"], tmp_path / "r.md")

@@ -25,20 +25,11 @@ import logging
 
 from speechkd.errors import ConfigError
 from speechkd.eval.distilwhisper_report import GATE_PARTS, load_kd_cost, write_report
+from speechkd.eval.report_inputs import parse_named_list
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
-
-
-def parse_named(spec: str, option: str, max_values: int = 1) -> tuple[str, list[str]]:
-    """``NAME=V1[,V2]`` → (NAME, [V1, V2]); the name may hold spaces, not ``=``."""
-    name, sep, rest = spec.partition("=")
-    values = rest.split(",", max_values - 1) if rest else []
-    if not sep or not name.strip() or not values or not all(v.strip() for v in values):
-        form = "NAME=DECODE_DIR[,PARAMS_JSON]" if max_values > 1 else "LABEL=DECODE_DIR"
-        raise ConfigError(f"{option} {spec!r}: expected {form}")
-    return name.strip(), [v.strip() for v in values]
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -78,21 +69,11 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _mapping(specs: list[str], option: str, max_values: int) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for spec in specs:
-        name, values = parse_named(spec, option, max_values)
-        if name in out:
-            raise ConfigError(f"{option}: name {name!r} given twice")
-        out[name] = values
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = get_parser().parse_args(argv)
-    systems = _mapping(args.system, "--system", 2)
-    gates = _mapping(args.gate_system, "--gate-system", 1)
+    systems = parse_named_list(args.system, "--system", 2, "NAME=DECODE_DIR[,PARAMS_JSON]")
+    gates = parse_named_list(args.gate_system, "--gate-system", 1, "LABEL=DECODE_DIR")
     kd_cost = None
     if args.online_summary or args.cached_summary:
         if not (args.online_summary and args.cached_summary):

@@ -22,8 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from speechkd.bin.distilwhisper_report import parse_named
-from speechkd.errors import ConfigError
+from speechkd.eval.report_inputs import parse_named_list
 from speechkd.eval.s2lora_report import write_report
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
@@ -58,12 +57,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = get_parser().parse_args(argv)
-    systems: dict[str, list[str]] = {}
-    for spec in args.system:
-        name, values = parse_named(spec, "--system", 2)
-        if name in systems:
-            raise ConfigError(f"--system: name {name!r} given twice")
-        systems[name] = values
+    systems = parse_named_list(args.system, "--system", 2, "NAME=DECODE_DIR[,PARAMS_JSON]")
     out = write_report(
         {name: values[0] for name, values in systems.items()},
         args.in_domain,

@@ -44,7 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from speechkd.errors import ConfigError, DataError
-from speechkd.eval.report_inputs import load_json_object
+from speechkd.eval.report_inputs import (  # noqa: F401  (parse_system_spec: the CLI's)
+    load_json_object,
+    parse_system_spec,
+    parse_system_specs,
+)
 from speechkd.eval.rtf import PAPER_TABLE1
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_write_text
@@ -126,27 +130,6 @@ def look_ahead_ms(chunk: int | None, frame_ms: float = FRAME_MS) -> float | None
     """Average look-ahead of chunks of ``chunk`` frames: ``chunk / 2 × frame_ms`` (48 → 480 ms);
     None for full context."""
     return None if chunk is None else chunk * frame_ms / 2.0
-
-
-def parse_system_spec(spec: str) -> tuple[str, Path]:
-    """``NAME=SYSTEM_DIR`` → (NAME, SYSTEM_DIR); ConfigError naming the spec otherwise."""
-    name, sep, directory = spec.partition("=")
-    if not sep or not name.strip() or not directory.strip():
-        raise ConfigError(f"--system {spec!r}: expected NAME=SYSTEM_DIR")
-    return name.strip(), Path(directory.strip())
-
-
-def parse_system_specs(specs: Iterable[str]) -> dict[str, Path]:
-    """``{NAME: SYSTEM_DIR}`` in the given order; a name given twice is a ConfigError."""
-    out: dict[str, Path] = {}
-    for spec in specs:
-        name, directory = parse_system_spec(spec)
-        if name in out:
-            raise ConfigError(f"--system: name {name!r} given twice")
-        out[name] = directory
-    if not out:
-        raise ConfigError("--system: give at least one system")
-    return out
 
 
 def _int_or_none(path: Path, data: dict, key: str) -> int | None:

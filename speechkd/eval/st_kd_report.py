@@ -40,7 +40,11 @@ from typing import Any
 import yaml
 
 from speechkd.errors import ConfigError, DataError
-from speechkd.eval.report_inputs import load_json_object
+from speechkd.eval.report_inputs import (  # noqa: F401  (parse_system_spec: the CLI's)
+    load_json_object,
+    parse_system_spec,
+    parse_system_specs,
+)
 from speechkd.utils.atomic import atomic_write_text
 
 DASH = "–"
@@ -119,27 +123,6 @@ class StSystem:
     def bleu(self, set_name: str, modality: str) -> float | None:
         score = self.scores.get((set_name, modality))
         return None if score is None else score.bleu
-
-
-def parse_system_spec(spec: str) -> tuple[str, Path]:
-    """``NAME=SYSTEM_DIR`` → (NAME, SYSTEM_DIR); ConfigError naming the spec otherwise."""
-    name, sep, directory = spec.partition("=")
-    if not sep or not name.strip() or not directory.strip():
-        raise ConfigError(f"--system {spec!r}: expected NAME=SYSTEM_DIR")
-    return name.strip(), Path(directory.strip())
-
-
-def parse_system_specs(specs: Iterable[str]) -> dict[str, Path]:
-    """``{NAME: SYSTEM_DIR}`` in the given order; a name given twice is a ConfigError."""
-    out: dict[str, Path] = {}
-    for spec in specs:
-        name, directory = parse_system_spec(spec)
-        if name in out:
-            raise ConfigError(f"--system: name {name!r} given twice")
-        out[name] = directory
-    if not out:
-        raise ConfigError("--system: give at least one system")
-    return out
 
 
 def _text(path: Path, data: Mapping[str, Any], key: str, required: bool = True) -> str | None:
