@@ -19,6 +19,7 @@ import argparse
 import logging
 import time
 
+from speechkd.eval.markdown import md_text
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
@@ -108,13 +109,6 @@ def pepsi_rows(size: str, sparsity: float, materialize: bool) -> list[list[str]]
     return rows
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -137,12 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n\n".join(
         [
             f"### Trainable parameters, whisper-{args.size} (S2-LoRA paper, Table 2)",
-            markdown_table(
+            md_text(
                 ["method", "#trainable", "% of Whisper", "paper", "Whisper total"],
                 table2_rows(args.size),
             ),
             f"### PEPSI parameters, whisper-{args.pepsi_size}",
-            markdown_table(
+            md_text(
                 ["model", "#train params", "#test (alive) params", "#prunable", "alive ratio"],
                 pepsi_rows(args.pepsi_size, args.sparsity, args.materialize),
             ),

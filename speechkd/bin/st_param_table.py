@@ -34,6 +34,7 @@ import json
 import logging
 
 from speechkd.errors import ConfigError
+from speechkd.eval.markdown import md_text
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
@@ -159,9 +160,9 @@ def render(report: dict) -> str:
     notes = report["notes"]
     text = [
         f"### Joint ST parameters (millions; vocabulary {report['vocab_size']:,} per token table)",
-        _markdown(header, rows),
+        md_text(header, rows),
         "### By part (millions)",
-        _markdown(["model"] + groups, breakdown),
+        md_text(["model"] + groups, breakdown),
     ]
     if notes:
         text.append(
@@ -171,11 +172,6 @@ def render(report: dict) -> str:
             f"{notes['paper_alexa_st_total']}M)."
         )
     return "\n\n".join(text)
-
-
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -38,12 +38,13 @@ import gzip
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval.markdown import md_table
 from speechkd.eval.report_inputs import (  # noqa: F401  (parse_system_spec: the CLI's)
     load_json_object,
     parse_system_spec,
@@ -608,17 +609,6 @@ def compare_lfmmi(data: ReportData) -> list[PairResult]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |"]
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return lines
-
-
 def _rate(x: float | None, digits: int = 2) -> str:
     if x is None or math.isnan(x):
         return DASH
@@ -738,7 +728,7 @@ def render_table1(data: ReportData) -> list[str]:
             f"{s.get('audio_seconds', '?')} s of random audio (paper: one thread of an Intel "
             "8255C). Params (ours): encoder + prediction layer, no quantiser.",
             "",
-            *_table(header, table),
+            *md_table(header, table),
             "",
         ]
     else:
@@ -762,7 +752,7 @@ def render_table1(data: ReportData) -> list[str]:
         "Systems (params from system.json; decode RTF = decode time / audio over the best-path "
         "decodes of all sets, audio loading and search included):",
         "",
-        *_table(header, table),
+        *md_table(header, table),
         "",
     ]
     return lines
@@ -813,7 +803,7 @@ def render_table2(data: ReportData) -> list[str]:
         "(hist, chunk): attention history and chunk in frames of 20 ms (∞: full context); "
         "latency: average look-ahead = chunk / 2 × 20 ms. Lower is better.",
         "",
-        *_table(header, rows),
+        *md_table(header, rows),
         "",
         *notes.lines(),
     ]
@@ -874,7 +864,7 @@ def render_table3(data: ReportData) -> list[str]:
     lines = [
         "L = (1 − α) L_hidn + α L_pred, L_pred = β MMI_distill + (1 − β) MSE. Lower is better.",
         "",
-        *_table(header, rows),
+        *md_table(header, rows),
         "",
         *notes.lines(),
     ]
@@ -949,7 +939,7 @@ def render_streaming(data: ReportData) -> list[str]:
         "Streaming students decoded chunk by chunk (decode_<set>_streaming) against one forward "
         "pass with the chunk attention mask (decode_<set>); both see the same context.",
         "",
-        *_table(header, rows),
+        *md_table(header, rows),
         "",
     ]
 

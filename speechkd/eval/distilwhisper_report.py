@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval.markdown import md_table
 from speechkd.eval.report_inputs import PARAM_KEYS, load_json_object, load_params
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_path, atomic_write_text
@@ -371,17 +372,6 @@ def plot_gate_usage(
 # ---------------------------------------------------------------------------------------------
 
 
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |"]
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return lines
-
-
 def _rate(x: float | None, digits: int = 2) -> str:
     if x is None or math.isnan(x):
         return DASH
@@ -455,7 +445,7 @@ def render_wer_table(
             {(set_name, s.metric.upper()) for own in scores.values() for set_name, s in own.items()}
         )
         caption += " Metric per set: " + ", ".join(f"{s} {m}" for s, m in per_set) + "."
-    return [caption, "", *_table(header, rows), "", *notes.lines()]
+    return [caption, "", *md_table(header, rows), "", *notes.lines()]
 
 
 def render_gap_table(table: GapTable, small: str, large: str) -> list[str]:
@@ -484,7 +474,7 @@ def render_gap_table(table: GapTable, small: str, large: str) -> list[str]:
     )
     if not rows:
         return [caption, "", f"No system besides {small} and {large}.", ""]
-    return [caption, "", *_table(header, rows), "", *notes.lines()]
+    return [caption, "", *md_table(header, rows), "", *notes.lines()]
 
 
 def render_params_table(
@@ -514,7 +504,7 @@ def render_params_table(
         "Parameters of each model: all of them, those trained, and those activated at inference "
         f"for one language (from params.json; {DASH}: not given)."
     )
-    return [caption, "", *_table(header, rows), ""]
+    return [caption, "", *md_table(header, rows), ""]
 
 
 def render_gate_table(
@@ -533,7 +523,7 @@ def render_gate_table(
         f"Share (%) of tokens ({part}) routed to the language expert with hard gates; avg is the "
         "mean over languages."
     )
-    return [caption, "", *_table(header, rows), ""]
+    return [caption, "", *md_table(header, rows), ""]
 
 
 def render_report(
@@ -622,7 +612,7 @@ def render_kd_cost(cost: KDCost) -> list[str]:
         ("teacher run online", f"{cost.online_epoch_s:.1f}", "–"),
         ("teacher top-k cache", f"{cost.cached_epoch_s:.1f}", _seconds(cost.cache_build_s)),
     ]
-    lines = [*_table(("KD teacher", "Seconds per epoch", "Cache construction (s)"), rows), ""]
+    lines = [*md_table(("KD teacher", "Seconds per epoch", "Cache construction (s)"), rows), ""]
     lines.append(
         f"Speed-up per epoch: {cost.speedup_per_epoch:.2f}x"
         + (

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval.markdown import md_table
 from speechkd.eval.report_inputs import load_json_object
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_write_text
@@ -212,17 +213,6 @@ def build_group(
 # ---------------------------------------------------------------------------------------------
 
 
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |"]
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return lines
-
-
 def _rate(x: float | None) -> str:
     if x is None or math.isnan(x):
         return DASH
@@ -295,7 +285,7 @@ def render_main_table(groups: Sequence[Group]) -> list[str]:
         "Inference: parameters alive at inference (adapters merged; first … last language "
         "where the tickets differ). CER and WER are of the same hypotheses."
     )
-    return [caption, "", *_table(header, rows), ""]
+    return [caption, "", *md_table(header, rows), ""]
 
 
 def render_params_table(groups: Sequence[Group]) -> list[str]:
@@ -320,7 +310,7 @@ def render_params_table(groups: Sequence[Group]) -> list[str]:
         "Parameters per language: trained, and alive at inference with their share of the "
         f"foundation model's total ({shown})."
     )
-    return [caption, "", *_table(header, rows), ""]
+    return [caption, "", *md_table(header, rows), ""]
 
 
 def render_transfer_table(group: Group, language: str) -> list[str]:
@@ -347,7 +337,7 @@ def render_transfer_table(group: Group, language: str) -> list[str]:
         f"main corpus, then (LTH-FT, PEPSI) are trained on {group.name} like FFT and LoRA; "
         "error rates (%) on its test sets."
     )
-    return [caption, "", *_table(header, rows), ""]
+    return [caption, "", *md_table(header, rows), ""]
 
 
 @dataclass(frozen=True)
@@ -388,7 +378,7 @@ def render_subnet_tables(points: Sequence[SubnetPoint], sets: Sequence[str]) -> 
                 f"pruned on each language (rewound to the foundation weights, nothing trained); "
                 "alive: share of the prunable weights kept (100%: the unpruned model).",
                 "",
-                *_table(header, rows),
+                *md_table(header, rows),
                 "",
             ]
     return lines
@@ -410,7 +400,7 @@ def render_alive_table(history: Mapping) -> list[str]:
         "Alive parameters (%) per layer group after each IMP round (Pruned: share of the "
         "prunable weights removed).",
         "",
-        *_table(header, rows),
+        *md_table(header, rows),
         "",
     ]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from speechkd.errors import DataError
 from speechkd.eval.decode_files import sclite_row
+from speechkd.eval.markdown import md_cell, md_table
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_write_text
 
@@ -129,19 +130,8 @@ def collect_scores(exp_dirs: Iterable[str | os.PathLike]) -> list[ScoreEntry]:
     return sorted(entries, key=ScoreEntry.sort_key)
 
 
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _num(x: object) -> str:
     return DASH if x is None else f"{float(x):.2f}"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |"]
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return lines
 
 
 def _params(meta: dict, key: str) -> str:
@@ -166,7 +156,7 @@ def render_environment(env: dict, git: dict | None) -> list[str]:
         rows.append(("git", "not a git checkout"))
     else:
         rows.append(("git", f"{git['hash']}{' (dirty)' if git.get('dirty') else ''}"))
-    lines += _table(("Item", "Value"), rows)
+    lines += md_table(("Item", "Value"), rows)
     return lines + [""]
 
 
@@ -187,7 +177,7 @@ def render_experiments(entries: Sequence[ScoreEntry]) -> list[str]:
         for e in experiments
     ]
     header = ("Method", "Model", "Description", "Trainable params", "Total params", "Directory")
-    return ["## Experiments", "", *_table(header, rows), ""]
+    return ["## Experiments", "", *md_table(header, rows), ""]
 
 
 def render_commands(entries: Sequence[ScoreEntry], extra_commands: Sequence[str]) -> list[str]:
@@ -235,7 +225,7 @@ def _error_rate_table(entries: Sequence[ScoreEntry]) -> list[str]:
     return [
         f"{metric} (%), per language; Avg is the mean over languages, (all) is pooled.",
         "",
-        *_table(header, rows),
+        *md_table(header, rows),
         "",
     ]
 
@@ -261,7 +251,7 @@ def _translation_table(entries: Sequence[ScoreEntry]) -> list[str]:
                 f"`{e.payload.get('signature', DASH)}`",
             ]
         )
-    return [f"{name} (sacrebleu).", "", *_table(header, rows), ""]
+    return [f"{name} (sacrebleu).", "", *md_table(header, rows), ""]
 
 
 def render_method_tables(entries: Sequence[ScoreEntry]) -> list[str]:
@@ -296,7 +286,7 @@ def render_sclite_tables(entries: Sequence[ScoreEntry]) -> list[str]:
         for e in by_set[(set_name, metric)]:
             counts = ErrorCounts.from_dict(e.payload["totals"])
             label = f"{e.experiment.method}: {e.system}"
-            lines.append(sclite_row(_cell(label), counts))
+            lines.append(sclite_row(md_cell(label), counts))
         lines.append("")
     return lines
 

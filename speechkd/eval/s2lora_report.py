@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval.markdown import md_table
 from speechkd.eval.pruning_plots import GROUP_TITLES, SHORT_NAMES
 from speechkd.eval.report_inputs import load_json_object
 from speechkd.eval.report_inputs import load_params as load_model_params
@@ -108,17 +109,6 @@ def check_metrics(results: Sequence[SystemResult], sets: Sequence[str]) -> dict[
 # ---------------------------------------------------------------------------------------------
 
 
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |"]
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return lines
-
-
 def format_rate(rate: float | None) -> str:
     if rate is None or math.isnan(rate):
         return DASH
@@ -178,7 +168,7 @@ def render_main_table(
         "(adapters excluded); every adapter is merged into the weights after training, so "
         f"inference costs the Whisper parameters alone. Utterances per set: {sizes}."
     )
-    return [caption, "", *_table(header, rows), ""]
+    return [caption, "", *md_table(header, rows), ""]
 
 
 def render_change_table(
@@ -205,7 +195,7 @@ def render_change_table(
     lines = [
         f"Error rate minus that of {baseline}, in points (negative: the method helped).",
         "",
-        *_table(header, rows),
+        *md_table(header, rows),
         "",
     ]
     for s in sets:
@@ -270,7 +260,7 @@ def render_rank_table(ranks: Mapping[str, Mapping[str, Sequence[int]]]) -> list[
             else:
                 row += [DASH, DASH]
         rows.append(row)
-    return [*_table(header, rows), ""]
+    return [*md_table(header, rows), ""]
 
 
 def table2_part(text: str) -> str:

@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval.markdown import md_table
 from speechkd.eval.report_inputs import (  # noqa: F401  (parse_system_spec: the CLI's)
     load_json_object,
     parse_system_spec,
@@ -311,11 +312,6 @@ def _num(x: float | None) -> str:
     return DASH if x is None else f"{x:.2f}"
 
 
-def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-
-
 HEADER = (
     "Model",
     "SphEnc-TxtEnc-Dec",
@@ -407,7 +403,7 @@ def _m(params: int | None) -> float | None:
 def table3(t: Tables) -> list[str]:
     teacher = [t.teacher] if t.teacher else []
     rows = t.block("Baseline", teacher, bold=False) + t.block("Compressed, no KD", t.role("c"))
-    return _md_table(HEADER, rows)
+    return md_table(HEADER, rows)
 
 
 def table4(t: Tables) -> list[str]:
@@ -419,7 +415,7 @@ def table4(t: Tables) -> list[str]:
     rows += t.block("Ablation study on individual KD loss terms", single)
     rows += t.block("Performance of student KD models", combos)
     rows += t.block("Fine-tuned without KD (M*)", t.mstar_of(s.name for s in kd), bold=False)
-    return _md_table(HEADER, rows)
+    return md_table(HEADER, rows)
 
 
 def table5(t: Tables, base: StSystem | None) -> list[str]:
@@ -428,7 +424,7 @@ def table5(t: Tables, base: StSystem | None) -> list[str]:
     rows = t.block("Baselines", baselines, bold=False)
     rows += t.block("Training schemes", schemes)
     rows += t.block("Fine-tuned without KD (M*)", t.mstar_of(s.name for s in schemes))
-    return _md_table(HEADER, rows)
+    return md_table(HEADER, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -641,7 +637,7 @@ def params_table(report: Mapping[str, Any], path: str | os.PathLike = "params") 
             raise DataError(f"{path}: model {name!r} lacks {err}") from None
     vocab = report.get("vocab_size")
     lines = [f"Vocabulary {vocab:,} per token table." if isinstance(vocab, int) else ""]
-    return _md_table(header, rows) + [""] + [line for line in lines if line]
+    return md_table(header, rows) + [""] + [line for line in lines if line]
 
 
 def trained_params(systems: Sequence[StSystem]) -> list[str]:
@@ -655,7 +651,7 @@ def trained_params(systems: Sequence[StSystem]) -> list[str]:
         rows.append([system_label(s, by_name), s.depths, f"{s.params:,}", pct])
     if not rows:
         return []
-    return _md_table(["Model", "SphEnc-TxtEnc-Dec", "Parameters", "% of B"], rows)
+    return md_table(["Model", "SphEnc-TxtEnc-Dec", "Parameters", "% of B"], rows)
 
 
 # ---------------------------------------------------------------------------------------------
