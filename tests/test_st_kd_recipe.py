@@ -54,6 +54,8 @@ def test_st_kd_mini_recipe(mini_run) -> None:
     teacher_log = (exp / "teacher" / "log" / "train.log").read_text()
     assert "--w2v-path" in teacher_log and "--load-pretrained-mbart-from" in teacher_log
     assert "--ddsd-warmup-updates 1" in teacher_log  # scaled to the budget (teacher updates / 2)
+    # a student copied from the teacher: its own warm-up (student updates / 5)
+    assert "--ddsd-warmup-updates 0" in (exp / "kd_res" / "log" / "train.log").read_text()
 
     for system in SYSTEMS:
         info = json.loads((exp / system / "system.json").read_text())

@@ -14,7 +14,7 @@
 # trust_fairseq_checkpoint, conf_dir, w2v2_pretrain_config, w2v2_pretrain_opts,
 # mbart_pretrain_conf, mbart_pretrain_opts, teacher_arch, student_arch, kd_init, c_systems,
 # kd_systems, schemes, finetune_systems, train_opts, teacher_opts, student_opts,
-# scheme_stage_opts, finetune_opts, ddsd_warmup_updates, ngpu, seed, parallel, decode_opts,
+# scheme_stage_opts, finetune_opts, ddsd_warmup_updates, student_ddsd_warmup_updates, ngpu, seed, parallel, decode_opts,
 # param_models, param_vocab, report_title.
 #
 # Systems (directories under $method_exp, each with system.json and decode_<set>_{sph,txt}/):
@@ -72,6 +72,10 @@
 : "${scheme_stage_opts:=}"           # stages 1 and 2 of the schemes (their files: 10 epochs)
 : "${finetune_opts:=}"               # M*
 : "${ddsd_warmup_updates:=}"         # empty: the scheme files' value (5000)
+# of the runs that start from trained weights (C and KD students copied from the teacher, the
+# schemes' later stages, M*): they give the reference a high probability from the start, where
+# DDSD's gradient does not vanish
+: "${student_ddsd_warmup_updates:=$ddsd_warmup_updates}"
 : "${ngpu:=0}"                       # 0: CPU
 : "${seed:=1}"
 : "${parallel:=1}"                   # trainings / decodings launched at once
@@ -166,8 +170,11 @@ EOF
   eval "$rendered"
 }
 
-stkd_crit() {  # scheme options of every run: the DDSD warm-up of this recipe, if set
-  [ -n "$ddsd_warmup_updates" ] && echo "ddsd_warmup_updates=$ddsd_warmup_updates"
+stkd_crit() {  # stkd_crit <init>: scheme options of a run starting from <init>: the DDSD
+  # warm-up, if set (init "pretrained": wav2vec 2.0 + mBART; else a trained teacher or student)
+  local warmup=$student_ddsd_warmup_updates
+  [ "$1" = pretrained ] && warmup=$ddsd_warmup_updates
+  [ -n "$warmup" ] && echo "ddsd_warmup_updates=$warmup"
   return 0
 }
 
@@ -611,21 +618,23 @@ fi
 
 if [ $stage -le 14 ] && [ $stop_stage -ge 12 ]; then
   # the fairseq-train flags of every run of stages 12-14, rendered at once
-  specs=("teacher|$teacher_arch|$stkd_pretrained_opts|teacher|$(stkd_crit)")
+  specs=("teacher|$teacher_arch|$stkd_pretrained_opts|teacher|$(stkd_crit pretrained)")
   for s in $c_systems; do
-    specs+=("$(stkd_c_name "$s")|${s%%:*}|$(stkd_init_opts "${s#*:}")|teacher|$(stkd_crit)")
+    specs+=("$(stkd_c_name "$s")|${s%%:*}|$(stkd_init_opts "${s#*:}")|teacher|$(stkd_crit "${s#*:}")")
   done
   init_opts=$(stkd_init_opts "$kd_init")
+  kd_crit=$(stkd_crit "$kd_init")
   for s in $kd_systems; do
-    specs+=("$s|$student_arch|$init_opts|$s|$stkd_kd_opts $(stkd_crit)")
+    specs+=("$s|$student_arch|$init_opts|$s|$stkd_kd_opts $kd_crit")
   done
   for s in $schemes; do
     for n in 1 2 3; do
-      specs+=("${s}_stage$n|$student_arch|$init_opts|${s}_stage$n|$stkd_kd_opts $(stkd_crit)")
+      specs+=("${s}_stage$n|$student_arch|$init_opts|${s}_stage$n|$stkd_kd_opts $kd_crit")
     done
   done
   # M*: the KD students' architecture, its weights from --finetune-from-model
-  [ -z "$finetune_systems" ] || specs+=("finetune|$student_arch|$init_opts|finetune|$(stkd_crit)")
+  [ -z "$finetune_systems" ] ||
+    specs+=("finetune|$student_arch|$init_opts|finetune|$(stkd_crit student)")
   stkd_render "${specs[@]}"
 fi
 
