@@ -261,3 +261,23 @@ def test_failure_while_writing_leaves_no_manifest(corpus, tmp_path, monkeypatch)
         )
     # neither the cleaned supervisions nor the recordings written just before them appear
     assert sorted(p.name for p in out.iterdir()) == ["bad_list.tsv"]
+
+
+def test_lhotse_validator_in_process(corpus, tmp_path):
+    """--lhotse-validate and --lhotse-manifests run lhotse's validator and name the bad file."""
+    recs, sups = corpus
+    recs.to_file(tmp_path / "c_recordings_train.jsonl.gz")
+    sups.to_file(tmp_path / "c_supervisions_train.jsonl.gz")
+    cuts_path = tmp_path / "cuts.jsonl.gz"
+    CutSet.from_manifests(recordings=recs, supervisions=sups).to_file(cuts_path)
+    validate_data.main(["--from-dir", str(tmp_path), "--lhotse-validate"])
+    validate_data.main(["--lhotse-manifests", str(cuts_path)])
+    # a cut whose audio is gone
+    bad_path = tmp_path / "bad_cuts.jsonl.gz"
+    bad = CutSet.from_manifests(recordings=recs, supervisions=sups)
+    bad.to_file(bad_path)
+    Path(next(iter(recs)).sources[0].source).unlink()
+    with pytest.raises(DataError, match=r"bad_cuts.jsonl.gz: lhotse validation failed"):
+        validate_data.main(["--lhotse-manifests", str(bad_path)])
+    with pytest.raises(ConfigError, match="runs alone"):
+        validate_data.main(["--lhotse-manifests", str(cuts_path), "--from-dir", str(tmp_path)])

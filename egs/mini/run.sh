@@ -24,7 +24,7 @@ student_config=conf/whisper_mini_student.json  # mini "small" Whisper
 teacher_epochs=30   # mini "large" Whisper trained from scratch (stage 7)
 student_epochs=30   # mini "small" Whisper
 foundation_opts=""  # extra whisper_train flags of stage 7 (e.g. --device cuda --amp)
-methods="distilwhisper s2lora pepsi"  # method recipes run by stage 10 (egs/mini/<method>/run.sh)
+methods="distilwhisper s2lora pepsi distill_w2v2 st_kd"  # stage 10: egs/mini/<method>/run.sh
 force=false
 results=RESULTS.md  # the report written by the last stage
 
@@ -57,11 +57,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
     # every recording decodes at 16 kHz, every transcript is non-empty, manifests agree; then
     # lhotse's own validator over every cut with its audio
     python -m speechkd.bin.validate_data --from-dir "$manifests" --pattern 'mini_*_recordings_*' \
-      --sampling-rate 16000 --log-file "$expdir/log/validate.log"
-    for manifest in "$manifests"/mini_*.jsonl.gz; do
-      lhotse validate --read-data "$manifest" >> "$expdir/log/validate.log" 2>&1 \
-        || { log "lhotse validate failed on $manifest: see $expdir/log/validate.log"; exit 1; }
-    done
+      --sampling-rate 16000 --lhotse-validate --log-file "$expdir/log/validate.log"
     stage_done validate "$manifests" "$expdir/log/validate.log" ""
   fi
 fi
@@ -75,11 +71,13 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
         --num-mel-bins 80 --shard JOB/$nj
     python -m speechkd.bin.compute_features --from-dir "$manifests" \
       --pattern 'mini_*_cuts_*.jsonl.gz' --output-dir "$fbank" --merge "$nj"
+    merged=()
     for cuts in "$fbank"/mini_*_cuts_*.jsonl.gz; do
       case "$cuts" in *_cuts_*.[0-9]*.jsonl.gz) continue ;; esac  # shard manifests
-      lhotse validate --read-data "$cuts" >> "$fbank/log/validate.log" 2>&1 \
-        || { log "lhotse validate failed on $cuts: see $fbank/log/validate.log"; exit 1; }
+      merged+=("$cuts")
     done
+    python -m speechkd.bin.validate_data --lhotse-manifests "${merged[@]}" \
+      --log-file "$fbank/log/validate.log"
     stage_done fbank "$manifests" "$fbank" "nj-independent num_mel_bins=80"
   fi
 fi

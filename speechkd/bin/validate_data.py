@@ -7,8 +7,11 @@ Strict by default: any problem stops with an error naming the item, its file and
         --supervisions data/manifests/mini_asr_supervisions_train.jsonl.gz \\
         --sampling-rate 16000
 
-With ``--skip-bad`` bad items (and what depends on them) are dropped, counted in the log and
-listed in ``--bad-list``; the cleaned manifests go to ``--output-dir`` under the input names.
+``--lhotse-validate`` also runs lhotse's own validator (reading the audio) over every manifest of
+a set, in this process; ``--lhotse-manifests F...`` runs only that, over any manifests (e.g. cuts
+with features). With ``--skip-bad`` bad items (and what depends on them) are dropped, counted in
+the log and listed in ``--bad-list``; the cleaned manifests go to ``--output-dir`` under the input
+names.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from lhotse import CutSet, RecordingSet, SupervisionSet
+from lhotse import CutSet, RecordingSet, SupervisionSet, load_manifest
 
 from speechkd.data.validate import (
     DEFAULT_DURATION_TOLERANCE,
@@ -65,6 +68,18 @@ def get_parser() -> argparse.ArgumentParser:
         default=[],
         help="text files (transcripts, LM text) that must be valid UTF-8",
     )
+    parser.add_argument(
+        "--lhotse-validate",
+        action="store_true",
+        help="also run lhotse.validate(read_data=True) over each manifest (strict mode only)",
+    )
+    parser.add_argument(
+        "--lhotse-manifests",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="only run lhotse.validate(read_data=True) over these manifests",
+    )
     parser.add_argument("--skip-bad", action="store_true", help="drop bad items instead of failing")
     parser.add_argument(
         "--bad-list",
@@ -82,10 +97,19 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     setup_logging(args.log_file)
+    if args.lhotse_manifests is not None:
+        if args.recordings or args.supervisions or args.cuts or args.from_dir or args.skip_bad:
+            raise ConfigError("--lhotse-manifests runs alone (no other manifests, no --skip-bad)")
+        for path in args.lhotse_manifests:
+            lhotse_validate(path, load_manifest(path))
+            logger.info("%s: lhotse validation passed", path)
+        return
     if args.skip_bad and args.output_dir is None:
         raise ConfigError("--skip-bad needs --output-dir for the cleaned manifests")
     if not args.skip_bad and (args.bad_list is not None or args.output_dir is not None):
         raise ConfigError("--bad-list and --output-dir are only used with --skip-bad")
+    if args.skip_bad and args.lhotse_validate:
+        raise ConfigError("--lhotse-validate checks the manifests as they are: not with --skip-bad")
     if args.from_dir is not None:
         if args.recordings or args.supervisions or args.cuts or args.skip_bad:
             raise ConfigError("--from-dir replaces --recordings/--supervisions/--cuts/--skip-bad")
@@ -144,6 +168,9 @@ def validate_set(
         skip_bad=args.skip_bad,
     )
     if not args.skip_bad:
+        if args.lhotse_validate:
+            for path, manifest in zip(inputs, (recordings, supervisions, cuts), strict=False):
+                lhotse_validate(path, manifest)
         logger.info("all good: %s", ", ".join(f"{n} {kind}s" for kind, n in totals.items()))
         return
 
@@ -160,6 +187,16 @@ def validate_set(
         outputs.append((result.cuts, outputs_paths[2]))
     save_manifests_together(outputs)
     logger.info("wrote cleaned manifests to %s", args.output_dir)
+
+
+def lhotse_validate(path: Path, manifest: RecordingSet | SupervisionSet | CutSet) -> None:
+    """lhotse's validator over ``manifest`` with its audio read; DataError naming ``path``."""
+    from lhotse.qa import validate
+
+    try:
+        validate(manifest, read_data=True)
+    except Exception as err:  # lhotse's assertions and audio readers' errors alike
+        raise DataError(f"{path}: lhotse validation failed: {err}") from None
 
 
 if __name__ == "__main__":
