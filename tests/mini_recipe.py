@@ -49,6 +49,8 @@ def run_mini(tmp: Path, *options: str) -> subprocess.CompletedProcess:
         "100",
         "--probe-epochs",
         "1",
+        "--den-order",
+        "2",
         "--results",
         str(tmp / "RESULTS.md"),
         *_tiny_configs(tmp),

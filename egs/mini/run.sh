@@ -18,6 +18,7 @@ bpe_vocab_size=500
 bpe_languages="en de"  # raw text of these languages trains the BPE model
 probe_epochs=15   # intelligibility probe (stage 4)
 probe_languages="en"
+den_order=4         # n-gram order of the phone / character LMs of the LF-MMI denominator graphs
 whisper_languages="en de ca cs pl hu uk ta th ko ml sw ja zh"  # languages of the foundation models
 teacher_config=conf/whisper_mini_teacher.json  # mini "large" Whisper (relative to the repo root)
 student_config=conf/whisper_mini_student.json  # mini "small" Whisper
@@ -85,7 +86,7 @@ fi
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: units: sentencepiece BPE ($bpe_vocab_size) and the offline Whisper tokenizer"
   lang_bpe=$data/lang_bpe_$bpe_vocab_size
-  params="bpe=$bpe_vocab_size languages=$bpe_languages"
+  params="bpe=$bpe_vocab_size languages=$bpe_languages den_order=$den_order"
   units_out="$lang_bpe $data/lang_whisper $data/lang_phone_en $data/lang_char_en"
   if stage_needed units "$data/text" "$units_out" "$params"; then
     texts=()
@@ -96,10 +97,10 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
     # English phones (espeak-ng) and characters with their LF-MMI denominator graphs (CTC
     # topology), estimated on the raw text corpus
     python -m speechkd.bin.make_den_graph --text "$data/text/mini_raw_en.txt" --lexicon espeak:en \
-      --unit phone --silence none --order 4 --topology ctc --out-dir "$data/lang_phone_en" \
-      --log-file "$expdir/log/make_den_graph_phone_en.log"
+      --unit phone --silence none --order "$den_order" --topology ctc \
+      --out-dir "$data/lang_phone_en" --log-file "$expdir/log/make_den_graph_phone_en.log"
     python -m speechkd.bin.make_den_graph --text "$data/text/mini_raw_en.txt" --unit char \
-      --silence '|' --sil-prob 1 --sil-prob-boundary 0 --order 4 --topology ctc \
+      --silence '|' --sil-prob 1 --sil-prob-boundary 0 --order "$den_order" --topology ctc \
       --out-dir "$data/lang_char_en" --log-file "$expdir/log/make_den_graph_char_en.log"
     stage_done units "$data/text" "$units_out" "$params"
   fi
