@@ -252,3 +252,20 @@ def test_st_kd_report_tables_and_statements(tmp_path: Path) -> None:
     ):
         assert fact in facts, fact
     assert "fine-tunes M: L_kd_res, the highest dev BLEU[sph]" in report
+
+
+def test_st_kd_report_calls_sub_unit_bleu_noise(tmp_path: Path) -> None:
+    """When no system reaches 1 BLEU[sph] the report draws no conclusion from the differences."""
+    from speechkd.eval.st_kd_report import parse_system_specs, write_report
+
+    exp = tmp_path / "exp"
+    specs = [
+        _system(exp, "teacher", (0.07, 0.07), 1000, role="teacher", arch="tiny_teacher",
+                depths="4-4-4", init="pretrained", scheme="teacher"),
+        _system(exp, "c_ft", (0.07, 0.07), 600, role="c", scheme="teacher"),
+        _system(exp, "kd_feat", (0.18, 0.07), 600, role="kd", scheme="kd_feat"),
+    ]  # fmt: skip
+    report = write_report(parse_system_specs(specs), ["test"], tmp_path / "r.md").read_text()
+    facts = report.split("#### What helped")[1].split("###")[0]
+    assert "every BLEU[sph] is below 1.0 (the highest 0.18)" in facts
+    assert "KD helped" not in facts and "keeps" not in facts

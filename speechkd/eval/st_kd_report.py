@@ -56,6 +56,8 @@ SCHEME_DIR = Path(__file__).resolve().parents[2] / "conf" / "st_kd" / "schemes"
 KD_TERMS = ("res_enc", "res_dec", "feat", "rel")
 #: Tolerance below which two BLEU scores count as equal in the statements.
 TIE = 0.005
+# below this BLEU a system does not translate: differences between such scores are noise
+NOISE_BLEU = 1.0
 
 # The paper's BLEU (speech input, text input) on MuST-C v2 tst-COMMON.
 PAPER_TEACHER = (28.38, 32.94)
@@ -503,6 +505,15 @@ def statements(t: Tables, base: StSystem | None) -> list[str]:
     """What helped, computed from the scores of one set (speech BLEU unless said otherwise)."""
     f = _Facts(t)
     out: list[str] = []
+    everyone = f.scored(list(t.systems))
+    if everyone and all(f.bleu(s) < NOISE_BLEU for s in everyone):
+        top = max(f.bleu(s) for s in everyone)
+        return [
+            f"No system translates the speech input: every BLEU[sph] is below {NOISE_BLEU:.1f} "
+            f"(the highest {top:.2f}), so the differences between them are noise and say "
+            "nothing about KD, the loss terms or the schemes. Train longer (larger update "
+            "budgets) before comparing."
+        ]
     cs = f.scored(t.role("c"))
     kd = f.scored(t.role("kd"))
     schemes = f.scored(t.role("scheme"))
