@@ -211,6 +211,10 @@ stkd_train() {  # stkd_train <key> <stamp name> <dir> <inputs> [fairseq-train fl
   fi
 }
 
+stkd_json_field() {  # stkd_json_field <file> <key>: one field of a JSON object
+  python -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
+}
+
 stkd_system_json() {  # stkd_system_json <dir> KEY=VALUE...: <dir>/system.json (strings, "" = null)
   python - "$@" <<'EOF'
 import json
@@ -419,16 +423,18 @@ stkd_write_translate() {  # the script above as a file (jobs on other machines r
 stkd_decode() {  # stkd_decode <set> <inputs> <system...>: decodes not done yet, $parallel groups
   local set=$1 inputs=$2; shift 2
   local todo=() sys dir checkpoint i
+  local -A stamp_inputs=() stamp_outs=()  # of the systems to decode, for stage_done
   for sys in "$@"; do
     dir=$method_exp/$sys
     [ -f "$dir/system.json" ] || { log "no $dir/system.json: run the stage of $sys"; exit 1; }
-    checkpoint=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["checkpoint"])' \
-      "$dir/system.json")
+    checkpoint=$(stkd_json_field "$dir/system.json" checkpoint)
     local outs=""
     for i in $inputs; do outs="$outs $dir/decode_${set}_$i"; done
     if stage_needed "decode_${sys}_$set" "$checkpoint $stkd_data/$set.tsv" "$outs" \
         "$inputs $decode_opts"; then
       todo+=("$sys")
+      stamp_inputs[$sys]="$checkpoint $stkd_data/$set.tsv"
+      stamp_outs[$sys]=$outs
     fi
   done
   [ ${#todo[@]} -gt 0 ] || return 0
@@ -446,12 +452,7 @@ stkd_decode() {  # stkd_decode <set> <inputs> <system...>: decodes not done yet,
   done
   stkd_wait "decoding of $set"
   for sys in "${todo[@]}"; do
-    dir=$method_exp/$sys
-    checkpoint=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["checkpoint"])' \
-      "$dir/system.json")
-    local outs=""
-    for i in $inputs; do outs="$outs $dir/decode_${set}_$i"; done
-    stage_done "decode_${sys}_$set" "$checkpoint $stkd_data/$set.tsv" "$outs" \
+    stage_done "decode_${sys}_$set" "${stamp_inputs[$sys]}" "${stamp_outs[$sys]}" \
       "$inputs $decode_opts"
   done
 }
@@ -481,8 +482,7 @@ stkd_systems() {  # every system of this configuration, in report order
 }
 
 stkd_best() {  # the KD student chosen by stage 14 (best_kd.json)
-  python -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"])' \
-    "$method_exp/best_kd.json"
+  stkd_json_field "$method_exp/best_kd.json" best
 }
 
 for _s in $c_systems; do
@@ -757,8 +757,7 @@ EOF
       fi
       case " ${mstar[*]} " in *" $base "*) continue ;; esac
       mstar+=("$base")
-      from=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["checkpoint"])' \
-        "$method_exp/$base/system.json")
+      from=$(stkd_json_field "$method_exp/$base/system.json" checkpoint)
       # shellcheck disable=SC2086
       stkd_bg stkd_train finetune "st_mstar_$base" "$method_exp/mstar_$base" \
         "$stkd_data $from" --finetune-from-model "$from" $finetune_opts
@@ -785,8 +784,7 @@ if [ $stage -le 16 ] && [ $stop_stage -ge 16 ]; then
   log "Stage 16: parameter table ($param_models) and the report"
   vocab=$param_vocab
   if [ -z "$vocab" ]; then
-    vocab=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["dictionary_size"])' \
-      "$stkd_data/export.json")
+    vocab=$(stkd_json_field "$stkd_data/export.json" dictionary_size)
   fi
   params_json=$method_exp/params.json
   if stage_needed st_param_table "$conf_dir/arch" "$params_json" "$param_models $vocab"; then
