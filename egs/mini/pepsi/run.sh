@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PEPSI on the mini corpus: the mini "large" Whisper (the teacher foundation model trained from
-# scratch by ../run.sh stage 7) plays whisper-large-v2 and is adapted to each low-resource target
+# scratch by ../run.sh stage 7; --foundation student for the smaller one) plays whisper-large-v2 and is adapted to each low-resource target
 # language, with en as the high-resource control; the mini child-speech corpus (English) plays
 # ClovaCall, the same language in another domain. The method stages are the ones of the real
 # recipe (local/recipes/pepsi.sh).
@@ -17,6 +17,7 @@ nj=2                    # parallel jobs of the data stages; languages trained at
 seed=0
 mini_data=../data       # the mini corpus (made by ../run.sh stages 0-6)
 mini_exp=../exp         # ../run.sh's experiments (the foundation models of stage 7)
+foundation=teacher      # the mini Whisper to adapt: teacher ("large") or student ("small")
 languages="sw ko en"    # target languages: one model each (en: the high-resource control)
 cer_languages="zh ja ko th"
 data=data
@@ -44,6 +45,10 @@ cd "$RECIPE_DIR"
 . ./cmd.sh
 . ./local/stage_lib.sh
 stamp_dir=$expdir/.stages
+case $foundation in
+  teacher|student) ;;
+  *) log "--foundation must be teacher or student, not '$foundation'"; exit 1 ;;
+esac
 mkdir -p "$expdir/log" "$data"
 echo "$RUN_COMMAND" >> "$expdir/commands.log"
 
@@ -71,7 +76,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
 fi
 
 # the variables of the shared method stages
-base_dir=$mini_exp/whisper_foundation/teacher/model
+base_dir=$mini_exp/whisper_foundation/$foundation/model
 tokenizer=$mini_data/lang_whisper
 train_cuts="$data/pepsi_cuts_train_{lang}.jsonl.gz"
 dev_cuts="$data/pepsi_cuts_dev_{lang}.jsonl.gz"
@@ -80,7 +85,7 @@ method_exp=$expdir/pepsi
 lang_jobs=$nj
 train_opts="--seed $seed $train_opts"
 imp_opts="--seed $seed $imp_opts"
-report_title="PEPSI on the mini corpus (the mini teacher Whisper as the foundation model)"
+report_title="PEPSI on the mini corpus (the mini $foundation Whisper as the foundation model)"
 if [ "$transfer" = true ] && ! [[ " $languages " == *" en "* ]]; then
   log "--transfer true needs en among the languages (its ticket is adapted to child speech):" \
     "the transfer experiment is skipped"
