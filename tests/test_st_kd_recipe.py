@@ -185,6 +185,22 @@ def test_st_kd_mustc_data_stages(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "running (" not in proc.stderr, proc.stderr[-3000:]
 
 
+def test_st_kd_recipe_rejects_bad_system_lists(tmp_path: Path) -> None:
+    """A bad system list stops the recipe before any stage, naming the option and the value."""
+    cases = [
+        (("--c-systems", "tiny_student:random"), "c_systems: 'tiny_student:random' is not"),
+        (("--kd-systems", "kd_nope"), "kd_systems: no "),
+        (("--schemes", "nope"), "schemes: no "),
+        (("--finetune-systems", "nope"), "finetune_systems: 'nope' is neither best"),
+    ]
+    for options, message in cases:
+        cmd = ["bash", str(MUSTC_RUN), "--stage", "20", "--stop-stage", "20", *options]
+        cmd += ["--data", str(tmp_path / "data"), "--expdir", str(tmp_path / "exp")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "exp" / "st_kd" / ".stages").exists()  # no stage ran
+
+
 def _system(exp: Path, name: str, bleu: tuple[float, float], params: int, **fields: str) -> str:
     """A system dir as the recipe leaves it: system.json, model.json, the two scores files."""
     d = exp / name
