@@ -60,14 +60,19 @@ fi
 
 whisper_fbank=$mini_data/whisper_fbank
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  log "Stage 1: train/dev/test sets of each of $languages"
-  for lang in $languages; do
+  log "Stage 1: train/dev/test sets of each of $languages, and of the child speech (transfer)"
+  for lang in $languages child; do
     for split in train dev test; do
       src=$whisper_fbank/mini_asr_cuts_$split.jsonl.gz
       out=$data/pepsi_cuts_${split}_$lang.jsonl.gz
+      select=$lang
+      if [ "$lang" = child ]; then
+        src=$whisper_fbank/mini_child_cuts_$split.jsonl.gz
+        select=en
+      fi
       if stage_needed "pepsi_subset_${split}_$lang" "$src" "$out" "seed=$seed"; then
         python -m speechkd.bin.subsample_cuts --cuts "$src" --out "$out" --per-language all \
-          --by random --seed "$seed" --languages "$lang" \
+          --by random --seed "$seed" --languages "$select" \
           --path-prefix "$RECIPE_DIR/.."  # ../run.sh's relative paths, made absolute
         stage_done "pepsi_subset_${split}_$lang" "$src" "$out" "seed=$seed"
       fi
@@ -92,9 +97,9 @@ if [ "$transfer" = true ] && ! [[ " $languages " == *" en "* ]]; then
 elif [ "$transfer" = true ]; then
   transfer_name=child
   transfer_language=en
-  transfer_train_cuts=$whisper_fbank/mini_child_cuts_train.jsonl.gz
-  transfer_dev_cuts=$whisper_fbank/mini_child_cuts_dev.jsonl.gz
-  transfer_test_sets="child_test=$whisper_fbank/mini_child_cuts_test.jsonl.gz"
+  transfer_train_cuts=$data/pepsi_cuts_train_child.jsonl.gz
+  transfer_dev_cuts=$data/pepsi_cuts_dev_child.jsonl.gz
+  transfer_test_sets="child_test=$data/pepsi_cuts_test_child.jsonl.gz"
 fi
 
 . ./local/recipes/pepsi.sh

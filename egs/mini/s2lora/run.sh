@@ -79,10 +79,12 @@ subset() {  # subset <name> <input cuts> <output> <per-language> <languages...>
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: child train ($train_size utterances), adult $language and cross-lingual" \
     "(${cross_languages:-none}) test sets"
-  if [ "$train_size" != all ]; then
-    subset "child_train_$train_size" "$whisper_fbank/mini_child_cuts_train.jsonl.gz" \
-      "$data/child_cuts_train_$train_size.jsonl.gz" "$train_size" "$language"
-  fi
+  subset "child_train_$train_size" "$whisper_fbank/mini_child_cuts_train.jsonl.gz" \
+    "$data/child_cuts_train_$train_size.jsonl.gz" "$train_size" "$language"
+  for split in dev test; do
+    subset "child_$split" "$whisper_fbank/mini_child_cuts_$split.jsonl.gz" \
+      "$data/child_cuts_$split.jsonl.gz" all "$language"
+  done
   subset "adult_$language" "$whisper_fbank/mini_asr_cuts_test.jsonl.gz" \
     "$data/adult_cuts_test_$language.jsonl.gz" all "$language"
   for lang in $cross_languages; do
@@ -94,17 +96,16 @@ fi
 # the variables of the shared method stages
 model_dir=$mini_exp/whisper_foundation/$foundation/model
 tokenizer=$mini_data/lang_whisper
+train_cuts=$data/child_cuts_train_$train_size.jsonl.gz
 if [ "$train_size" = all ]; then
-  train_cuts=$whisper_fbank/mini_child_cuts_train.jsonl.gz
   method_exp=$expdir/s2lora
   report_title="S2-LoRA on the mini child speech (mini $foundation Whisper)"
 else
-  train_cuts=$data/child_cuts_train_$train_size.jsonl.gz
   method_exp=$expdir/s2lora_$train_size
   report_title="S2-LoRA on the mini child speech, $train_size adaptation utterances"
 fi
-dev_cuts=$whisper_fbank/mini_child_cuts_dev.jsonl.gz
-in_domain_sets="child=$whisper_fbank/mini_child_cuts_test.jsonl.gz,$(metric_of "$language")"
+dev_cuts=$data/child_cuts_dev.jsonl.gz
+in_domain_sets="child=$data/child_cuts_test.jsonl.gz,$(metric_of "$language")"
 out_of_domain_sets="adult=$data/adult_cuts_test_$language.jsonl.gz,$(metric_of "$language")"
 for lang in $cross_languages; do
   out_of_domain_sets+=" cross_$lang=$data/adult_cuts_test_$lang.jsonl.gz,$(metric_of "$lang")"
