@@ -501,8 +501,9 @@ def render_params_table(
                 row.append(text)
         rows.append(row)
     caption = (
-        "Parameters of each model: all of them, those trained, and those activated at inference "
-        f"for one language (from params.json; {DASH}: not given)."
+        "Parameters of each model: its Whisper weights (Total; language experts, gates and "
+        "adapters not counted), those trained, and those activated at inference for one "
+        f"language (from params.json; {DASH}: not given)."
     )
     return [caption, "", *md_table(header, rows), ""]
 
