@@ -219,14 +219,19 @@ def _system(exp: Path, name: str, bleu: tuple[float, float], params: int, **fiel
     return f"{name}={d}"
 
 
+def _teacher(exp: Path, bleu: tuple[float, float]) -> str:
+    """The teacher B (4-4-4 from wav2vec 2.0 + mBART, 1000 parameters) as the recipe leaves it."""
+    return _system(exp, "teacher", bleu, 1000, role="teacher", arch="tiny_teacher",
+                   depths="4-4-4", init="pretrained", scheme="teacher")  # fmt: skip
+
+
 def test_st_kd_report_tables_and_statements(tmp_path: Path) -> None:
     """Labels, degradation, the best of a block and the computed statements of the report."""
     from speechkd.eval.st_kd_report import parse_system_specs, write_report
 
     exp = tmp_path / "exp"
     specs = [
-        _system(exp, "teacher", (20.0, 30.0), 1000, role="teacher", arch="tiny_teacher",
-                depths="4-4-4", init="pretrained", scheme="teacher"),
+        _teacher(exp, (20.0, 30.0)),
         _system(exp, "c_ft", (10.0, 24.0), 600, role="c", scheme="teacher"),
         _system(exp, "c_pt", (12.0, 27.0), 600, role="c", init="pretrained", scheme="teacher"),
         _system(exp, "kd_res_enc", (13.0, 27.0), 600, role="kd", scheme="kd_res_enc"),
@@ -276,8 +281,7 @@ def test_st_kd_report_calls_sub_unit_bleu_noise(tmp_path: Path) -> None:
 
     exp = tmp_path / "exp"
     specs = [
-        _system(exp, "teacher", (0.07, 0.07), 1000, role="teacher", arch="tiny_teacher",
-                depths="4-4-4", init="pretrained", scheme="teacher"),
+        _teacher(exp, (0.07, 0.07)),
         _system(exp, "c_ft", (0.07, 0.07), 600, role="c", scheme="teacher"),
         _system(exp, "kd_feat", (0.18, 0.07), 600, role="kd", scheme="kd_feat"),
     ]  # fmt: skip
