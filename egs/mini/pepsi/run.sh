@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # PEPSI on the mini corpus: the mini "large" Whisper (the teacher foundation model trained from
-# scratch by ../run.sh stage 7; --foundation student for the smaller one) plays whisper-large-v2 and is adapted to each low-resource target
-# language, with en as the high-resource control; the mini child-speech corpus (English) plays
-# ClovaCall, the same language in another domain. The method stages are the ones of the real
-# recipe (local/recipes/pepsi.sh).
+# scratch by ../run.sh stage 7; --foundation student for the smaller one) plays whisper-large-v2
+# and is adapted to each low-resource target language, with en as the high-resource control; the
+# mini child-speech corpus (English) plays ClovaCall, the same language in another domain. The
+# method stages are the ones of the real recipe (local/recipes/pepsi.sh).
 #   ./run.sh                                  # everything: foundation models, systems, report
 #   ./run.sh --stage 10 --stop-stage 10       # only the zero-shot decodes
 #   ./run.sh --languages "ko en" --fig4-languages ko --stage 1
