@@ -21,7 +21,7 @@ from speechkd.whisper.imp import (
     parse_rewind,
     run_imp,
 )
-from speechkd.whisper.params import build_whisper, small_whisper_config
+from speechkd.whisper.params import build_whisper, small_whisper_config, total_parameter_count
 from speechkd.whisper.peft_methods import after_optimizer_step, apply_peft
 from speechkd.whisper.pruning import (
     apply_masks,
@@ -93,7 +93,7 @@ def test_parse_rewind_and_milestone_names() -> None:
 def test_schedule_exclusions_and_rewind(tmp_path: Path) -> None:
     model = tiny_pepsi()
     pretrained = snapshot(model)
-    n = sum(m.numel() for m in init_masks(model).values())
+    n = total_parameter_count(model)  # sparsities are shares of all parameters
     train = FakeRound()
     result = run_imp(model, train, tmp_path, target_sparsity=0.3, rate=0.1)
     rounds = result.history["rounds"]
@@ -141,6 +141,45 @@ def test_schedule_exclusions_and_rewind(tmp_path: Path) -> None:
     assert all(torch.equal(compact.state_dict()[k], v) for k, v in plain.state_dict().items())
     info = json.loads((tmp_path / "result.json").read_text())
     assert info["alive_params"] == result.history["whisper_params"] - pruned_count(n, 0.3)
+
+
+def test_half_of_all_parameters_alive_after_imp_to_50(tmp_path: Path) -> None:
+    """IMP to 50%: alive over ALL parameters is 50% (the unprunable ones count as alive), every
+    round prunes 10% of the parameters still alive and the last one ends exactly at 50%."""
+    model = tiny_pepsi()
+    total = total_parameter_count(model)
+    n_prunable = sum(m.numel() for m in init_masks(model).values())
+    result = run_imp(model, FakeRound(steps=1), tmp_path, target_sparsity=0.5, rate=0.1)
+    history = result.history
+    assert history["sparsity_of"] == "all parameters" and history["whisper_params"] == total
+    rounds = history["rounds"][1:]
+    assert len(rounds) == 7 and rounds[-1]["target"] == 0.5
+    for i, r in enumerate(rounds[:-1], start=1):  # 10% of what is alive, per round
+        assert abs(r["alive_share"] - 0.9**i) <= 1 / total
+    for r in rounds:
+        assert abs(r["sparsity"] - r["target"]) <= 0.5 / total  # one round's rounding
+        assert r["alive_params"] == total - r["pruned"]
+        assert r["alive_share"] == pytest.approx(r["alive_params"] / total)
+    final = rounds[-1]
+    assert abs(final["alive_params"] / total - 0.5) <= 1 / total
+    assert final["prunable_sparsity"] == pytest.approx(final["pruned"] / n_prunable)
+    assert final["prunable_sparsity"] > 0.5  # the prunable weights are pruned harder
+    # the exported ticket (LoRA merged): its zeros and result.json agree
+    from transformers import WhisperForConditionalGeneration
+
+    plain = WhisperForConditionalGeneration.from_pretrained(result.model_dir)
+    assert total_parameter_count(plain) == total
+    masks = load_masks(result.masks_path)
+    alive = total - sum(int((~m).sum()) for m in masks.values())
+    info = json.loads((tmp_path / "result.json").read_text())
+    assert info["alive_params"] == alive == final["alive_params"]
+    assert info["total_params"] == total and abs(info["alive_share"] - 0.5) <= 1 / total
+    assert abs(info["sparsity"] - 0.5) <= 1 / total
+    # a target beyond the prunable share stops before any training
+    untrained = FakeRound()
+    with pytest.raises(ConfigError, match="prunable"):
+        run_imp(tiny_pepsi(), untrained, tmp_path / "b", n_prunable / total + 0.01)
+    assert not untrained.states
 
 
 def test_rewind_to_step_t_and_exclude(tmp_path: Path) -> None:
@@ -316,6 +355,9 @@ def test_cli_writes_pruned_model_loadable_for_training(
     assert [r["round"] for r in history["rounds"]] == [0, 1, 2]
     params = json.loads((exp / "params.json").read_text())
     assert params["inference"] == params["total"] - params["pruned"] and params["trainable"] == 0
+    assert params["sparsity_of"] == "all parameters"
+    assert abs(params["sparsity"] - 0.19) <= 1 / params["total"]
+    assert params["alive_share"] == pytest.approx(params["inference"] / params["total"])
     # what whisper_train --init-from <exp>/model --masks <exp>/masks.safetensors --peft pepsi does
     model = apply_peft(load_whisper_model(exp / "model"), "pepsi")
     masks = resolve_masks(model, load_masks(exp / "masks.safetensors"))

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from speechkd.errors import ConfigError, DataError
-from speechkd.whisper.params import alive_parameter_count, build_whisper, small_whisper_config
+from speechkd.whisper.params import (
+    alive_parameter_count,
+    build_whisper,
+    small_whisper_config,
+    total_parameter_count,
+)
 from speechkd.whisper.peft_methods import apply_peft, merge_peft
 from speechkd.whisper.pruning import (
     alive_fraction_by_group,
@@ -18,10 +23,12 @@ from speechkd.whisper.pruning import (
     load_masks,
     load_pruned,
     mask_sparsity,
+    max_sparsity,
     prunable_parameters,
     prune_round,
     prune_schedule,
     pruned_count,
+    pruned_share,
     rewind,
     save_masks,
     save_pruned,
@@ -84,23 +91,49 @@ def test_lora_and_attached_weights_are_never_prunable():
 def test_global_magnitude_prune_is_exact_and_global():
     model = tiny_pepsi()
     masks = init_masks(model)
-    n = sum(m.numel() for m in masks.values())
+    total = total_parameter_count(model)  # the sparsity is a share of all parameters
     params = prunable_parameters(model)
     all_abs = torch.cat([p.detach().abs().flatten() for p in params.values()])
     new = global_magnitude_prune(model, masks, 0.3)
-    assert sum(int((~m).sum()) for m in new.values()) == pruned_count(n, 0.3)
+    assert sum(int((~m).sum()) for m in new.values()) == pruned_count(total, 0.3)
     pruned_max = max(
         float(params[k].detach().abs()[~m].max()) for k, m in new.items() if (~m).any()
     )
     alive_min = min(float(params[k].detach().abs()[m].min()) for k, m in new.items())
     assert pruned_max <= alive_min
-    assert pruned_max == pytest.approx(float(all_abs.sort().values[pruned_count(n, 0.3) - 1]))
+    assert pruned_max == pytest.approx(float(all_abs.sort().values[pruned_count(total, 0.3) - 1]))
     # ties: equal magnitudes still give the exact count
     with torch.no_grad():
         for p in params.values():
             p.copy_(torch.sign(p) * 0.5)
     tied = global_magnitude_prune(model, masks, 0.25)
-    assert sum(int((~m).sum()) for m in tied.values()) == pruned_count(n, 0.25)
+    assert sum(int((~m).sum()) for m in tied.values()) == pruned_count(total, 0.25)
+    # an explicit total (here: the prunable weights alone) changes what the share is of
+    n = sum(m.numel() for m in masks.values())
+    of_prunable = global_magnitude_prune(model, masks, 0.25, total=n)
+    assert sum(int((~m).sum()) for m in of_prunable.values()) == pruned_count(n, 0.25)
+
+
+def test_sparsity_counts_all_parameters():
+    """50% of ALL parameters: the unprunable ones (LoRA-carrying q/v, biases, norms, fixed
+    positions) stay alive, so the prunable weights are pruned beyond 50%."""
+    model = tiny_pepsi()
+    total = total_parameter_count(model)
+    masks = init_masks(model)
+    n = sum(m.numel() for m in masks.values())
+    assert n < total  # some weights are never pruned
+    for sparsity in prune_schedule(0.5):
+        masks = prune_round(model, masks, sparsity)
+        pruned = sum(int((~m).sum()) for m in masks.values())
+        assert pruned == pruned_count(total, sparsity)
+        assert abs(pruned_share(masks, total) - sparsity) <= 0.5 / total
+    merged = merge_peft(model)  # the LoRA merges away: alive over all parameters of the model
+    alive = alive_parameter_count(merged, unwrap_mask_names(masks))
+    assert alive == total - pruned_count(total, 0.5)
+    assert abs(alive / total_parameter_count(merged) - 0.5) <= 1 / total
+    assert mask_sparsity(masks) == pytest.approx((total - alive) / n) and mask_sparsity(masks) > 0.5
+    with pytest.raises(ConfigError, match="prunable"):
+        prune_round(model, masks, max_sparsity(n, total) + 0.01)
 
 
 def test_imp_rounds_keep_excluded_weights_dense_and_count_alive():
@@ -111,15 +144,15 @@ def test_imp_rounds_keep_excluded_weights_dense_and_count_alive():
         if n not in prunable_parameters(model)
     }
     masks = init_masks(model)
-    n = sum(m.numel() for m in masks.values())
-    total = sum(p.numel() for p in model.parameters())
+    whisper = total_parameter_count(model)
+    total = sum(p.numel() for p in model.parameters())  # with the (unmerged) LoRA
     previous = masks
     for sparsity in prune_schedule(0.5):
         masks = prune_round(model, masks, sparsity)
         assert all(bool((m <= previous[k]).all()) for k, m in masks.items())  # only shrinks
         previous = masks
-        assert mask_sparsity(masks) == pytest.approx(sparsity, abs=1 / n)
-    assert alive_parameter_count(model, masks) == total - pruned_count(n, 0.5)
+        assert pruned_share(masks, whisper) == pytest.approx(sparsity, abs=1 / whisper)
+    assert alive_parameter_count(model, masks) == total - pruned_count(whisper, 0.5)
     for name, p in model.named_parameters():
         if name in masks:
             assert torch.count_nonzero(p[~masks[name]]) == 0
@@ -219,3 +252,21 @@ def test_compact_save_load_gives_identical_outputs(tmp_path):
         assert torch.allclose(
             merged(input_features=features, decoder_input_ids=tokens).logits, expected, atol=1e-5
         )
+
+
+def test_param_table_whisper_large_half_of_all_parameters_alive(capsys):
+    """PEPSI's 50% of whisper-large: 0.77B of 1.54B alive (the paper's Tables 3 and 4)."""
+    from speechkd.bin.peft_param_table import main, pepsi_rows
+
+    rows = {row[0]: row for row in pepsi_rows("large", 0.5, materialize=False)}
+    pepsi = rows["PEPSI, LoRA merged (50% of all pruned)"]
+    lth = rows["LTH (50% of all pruned)"]
+    assert rows["zero-shot"][2] == "1,543,304,960"
+    assert pepsi[2] == lth[2] == "771,652,480"  # exactly half of 1,543,304,960
+    assert pepsi[3] == "0.500"
+    # the LoRA-carrying decoder q/v, biases, norms and fixed positions stay: 58% of the rest go
+    assert pepsi[4] == "1,330,474,240" and pepsi[5] == "0.580"
+    main(["--size", "tiny", "--pepsi-size", "large"])
+    assert "| 771,652,480 | 0.500 |" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="prunable"):
+        pepsi_rows("large", 0.9, materialize=False)

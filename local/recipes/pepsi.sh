@@ -21,8 +21,8 @@
 #   11  Whisper FFT: full fine-tuning per language                      (conf: ft.yaml)
 #   12  Whisper LoRA: PEPSI's decoder LoRA, no pruning                  (lora.yaml)
 #   13  IMP per language (pepsi_prune: LoRA on the decoder attention, 2 epochs at LR 1e-5 per
-#       round, 10% of the rest pruned per round, rewinding to the pretrained weights) to
-#       $target_sparsity, exporting the ticket of every milestone   (imp.yaml)
+#       round, 10% of the parameters still alive pruned per round, rewinding to the pretrained
+#       weights) to $target_sparsity, exporting the ticket of every milestone   (imp.yaml)
 #   14  Whisper LTH-FT: the ticket fine-tuned, pruned weights held at zero  (lth_ft.yaml)
 #   15  PEPSI: the ticket with a fresh decoder LoRA, only LoRA trained (LR 1e-3)  (pepsi.yaml)
 #   16  decoding of FFT, LoRA, LTH (the ticket, zero-shot), LTH-FT and PEPSI per language
@@ -37,6 +37,10 @@
 # $method_exp/<lang>/imp/ (pepsi_prune; the ticket pruned to p is milestones/prune-<100p>/, its
 # zero-shot decodes in decode/, the Fig. 4 decodes in decode-trained/),
 # $method_exp/transfer_<name>/<system>/, figures and report.md in $method_exp.
+# Sparsities (target_sparsity, fig4_milestones, subnet_sparsities) are pruned shares of ALL
+# Whisper parameters (PEPSI: 0.77B of 1.54B alive at 50%); the unprunable ones (biases, norms,
+# fixed positions, LoRA-carrying q/v) count as alive, so more of the prunable weights go. A
+# sparsity beyond the prunable share stops stage 13 (whisper-large-v2: at most 86.2%).
 
 : "${systems:=ft lora lth lth_ft pepsi}"   # zero-shot is always decoded
 : "${pepsi_conf:=$SPEECHKD_ROOT/conf/pepsi}"  # <system>.yaml: whisper_train; imp.yaml: pepsi_prune
@@ -45,7 +49,7 @@
 : "${full_opts:=}"         # extra whisper_train flags of the full-weight systems (ft, lth_ft)
 : "${imp_opts:=}"          # extra pepsi_prune flags (they override imp.yaml)
 : "${decode_opts:=}"       # extra whisper_decode flags
-: "${target_sparsity:=0.5}"  # pruned share of the prunable weights (the paper: 50%)
+: "${target_sparsity:=0.5}"  # pruned share of all parameters (the paper: 50%)
 : "${fig4_languages:=}"    # languages of Fig. 4 (the paper: ko); their IMP runs to the last one
 : "${fig4_milestones:=0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9}"
 # Fig. 4 decodes the trained-model (the masks on the IMP-trained weights, Sec. 6.2) or the model

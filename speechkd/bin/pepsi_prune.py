@@ -1,10 +1,15 @@
 """PEPSI's pruning phase: lottery-ticket IMP of Whisper with LoRA on the decoder attention.
 
 Each round trains Whisper+LoRA briefly on the target language (``--round-epochs`` 2 at
-``--round-lr`` 1e-5), prunes ``--rate`` of the remaining prunable weights by global magnitude
-(pruned fraction 1 − 0.9^i, the last round clamped to ``--target-sparsity``), and rewinds the
+``--round-lr`` 1e-5), prunes by global magnitude to sparsity 1 − 0.9^i (``--rate`` of the
+parameters still alive; the last round clamped to ``--target-sparsity``), and rewinds the
 survivors to the pretrained weights (``--rewind init``) or to those after step t of round 1
 (``--rewind t``). LoRA and the Whisper weights it is attached to (decoder q/v) are never pruned.
+
+Sparsities (target, milestones) are shares of ALL Whisper parameters, as PEPSI's 0.77B alive of
+1.54B for whisper-large at 50%: the unprunable parameters (biases, norms, the fixed encoder
+positions, the LoRA-carrying q/v) count as alive, so the prunable weights lose more than the
+target (whisper-large: 58%). A target the prunable weights cannot reach is an error.
 
 Writes into ``--exp-dir`` (see ``speechkd.whisper.imp``)::
 
@@ -19,8 +24,12 @@ Writes into ``--exp-dir`` (see ``speechkd.whisper.imp``)::
                           load_masks / resolve_masks)
     pruned.safetensors    the same model in the compact form (load_pruned)
     trained-model/        the last round's trained weights (LoRA merged) with the final masks
-    imp-history.json      per round: sparsity, alive fraction per layer group, losses, time
-    params.json, results_meta.json   parameter counts (inference = alive) for write_results
+    imp-history.json      per round: sparsity and alive share of all parameters, alive count,
+                          pruned share of the prunable weights, alive fraction per layer group,
+                          losses, time
+    result.json           the ticket's alive_params, total_params, alive_share, sparsity
+    params.json, results_meta.json   parameter counts (inference = alive, alive_share,
+                          sparsity) for write_results
     milestones/prune-<pct>/   with --milestones: the same files for each pruning level, equal to
                           a separate IMP run to that level (PEPSI Fig. 4: --target-sparsity 0.9
                           --milestones 0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9)
@@ -76,7 +85,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev-cuts", default=None, help="CutSet for the per-epoch validation loss")
     p.add_argument("--exp-dir", required=True)
     imp = p.add_argument_group("iterative magnitude pruning")
-    imp.add_argument("--target-sparsity", type=float, default=0.5)
+    imp.add_argument(
+        "--target-sparsity", type=float, default=0.5, help="pruned share of all parameters"
+    )
     imp.add_argument("--rate", type=float, default=0.1, help="pruned share of the rest per round")
     imp.add_argument("--rewind", default="init", help="'init' or an optimizer step t of round 1")
     imp.add_argument(
@@ -249,25 +260,31 @@ def main(argv: list[str] | None = None) -> int:
         "total": counts.total,
         "trainable": 0,
         "inference": final["alive_params"],
+        "alive_share": final["alive_share"],
+        "sparsity": final["sparsity"],
+        "sparsity_of": result.history["sparsity_of"],
         "prunable": final["prunable"],
         "pruned": final["pruned"],
+        "prunable_sparsity": final["prunable_sparsity"],
     }
     atomic_write_text(exp_dir / "params.json", json.dumps(params, indent=2) + "\n")
     meta = {
         "method": args.method_name,
         "model": args.model_name or exp_dir.name,
         "description": args.description
-        or f"IMP to {100 * final['sparsity']:.1f}% of the prunable weights, rewound to {rewind_to}",
+        or f"IMP to {100 * final['sparsity']:.1f}% of all parameters pruned, rewound to "
+        f"{rewind_to}",
         "command": command,
         "trainable_params": 0,
         "total_params": counts.total,
     }
     atomic_write_text(exp_dir / "results_meta.json", json.dumps(meta, indent=2) + "\n")
     logger.info(
-        "Pruned model: %s (%d of %d Whisper parameters alive), masks %s",
+        "Pruned model: %s (%d of %d Whisper parameters alive: %.4f), masks %s",
         result.model_dir,
         final["alive_params"],
         counts.total,
+        final["alive_share"],
         result.masks_path,
     )
     return 0

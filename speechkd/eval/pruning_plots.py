@@ -326,7 +326,7 @@ def plot_error_vs_prune(
     per_language: bool = False,
     title: str | None = None,
 ) -> Path:
-    """PEPSI Fig. 4: error rate (%) against the pruned percentage of the prunable weights."""
+    """PEPSI Fig. 4: error rate (%) against the pruned percentage of all parameters."""
     series = error_series(scores, per_language)
     metrics = {metric for metric, _, _ in series.values()}
     import matplotlib
@@ -338,7 +338,7 @@ def plot_error_vs_prune(
     for label, (metric, xs, ys) in series.items():
         shown = label if len(metrics) == 1 else f"{label} ({metric.upper()})"
         ax.plot(xs, [y if math.isfinite(y) else math.nan for y in ys], marker="o", label=shown)
-    ax.set_xlabel("pruned (% of the prunable weights)")
+    ax.set_xlabel("pruned (% of all parameters)")
     ax.set_ylabel(f"{metrics.pop().upper()} (%)" if len(metrics) == 1 else "error rate (%)")
     ax.grid(alpha=0.3)
     if title:

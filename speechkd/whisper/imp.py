@@ -5,17 +5,22 @@ Round i (1-based) of :func:`run_imp`:
 1. train the current ticket (Whisper weights and LoRA; pruned weights held at zero through every
    optimizer step) with ``train_round``: PEPSI trains 2 epochs at LR 1e-5
    (:class:`WhisperRoundTrainer`);
-2. prune by global magnitude of the trained weights to s_i = 1 − (1 − rate)^i of the prunable
-   weights (:func:`speechkd.whisper.pruning.prune_schedule`, the last round clamped to the
-   target); LoRA parameters and the Whisper weights they are attached to are never prunable;
+2. prune by global magnitude of the trained weights to sparsity s_i = 1 − (1 − rate)^i of ALL
+   parameters (:func:`speechkd.whisper.pruning.prune_schedule`, the last round clamped to the
+   target): round(s_i · N) weights pruned, N the Whisper parameters of the model (adapters
+   excluded: they merge into the weights). LoRA parameters and the Whisper weights they are
+   attached to are never prunable, nor are biases, norms and the fixed encoder positions; they
+   count as alive, so the prunable weights are pruned beyond s_i (PEPSI's 50% of whisper-large:
+   0.77B of 1.54B alive);
 3. rewind every parameter (Whisper and LoRA) to the rewind point and zero the pruned weights:
    ``rewind_to="init"`` is the model given to ``run_imp`` (pretrained Whisper, freshly initialised
    LoRA, whose B = 0 adds nothing), ``rewind_to=t`` the weights after t optimizer steps of round 1.
 
 Files (every one written atomically)::
 
-    <exp>/imp-history.json        per round: sparsity, alive fraction per layer group (PEPSI
-                                  Fig. 3b), parameter counts, losses, wall time
+    <exp>/imp-history.json        per round: sparsity (of all parameters), alive count and share,
+                                  pruned share of the prunable weights, alive fraction per layer
+                                  group (PEPSI Fig. 3b), losses, wall time
     <exp>/model/                  the final ticket as a plain Whisper model (save_pretrained, LoRA
                                   merged, pruned weights stored as zeros) + tokenizer
     <exp>/masks.safetensors       its keep-masks, plain Whisper parameter names
@@ -29,6 +34,8 @@ Files (every one written atomically)::
     <exp>/imp/train/round-<i>/    the round's trainer directory (epoch checkpoints while it runs)
     <exp>/milestones/prune-<pct>/ model/, trained-model/, masks.safetensors, pruned.safetensors,
                                   result.json for every requested milestone sparsity
+    result.json (beside model/)   alive_params, total_params, alive_share, sparsity (all
+                                  parameters), prunable_sparsity
 
 Resuming: a round is finished once ``imp/round-<i>/`` exists; a rerun (``resume=True``) rebuilds
 the ticket of the last finished round from the rewind point and its masks and continues with the
@@ -69,13 +76,16 @@ from speechkd.whisper.pruning import (
     Masks,
     alive_fraction_by_group,
     apply_masks,
+    check_sparsity,
     enforce_masks,
     global_magnitude_prune,
     init_masks,
     load_masks,
     mask_enforcing_hook,
     mask_sparsity,
+    max_sparsity,
     prune_schedule,
+    pruned_share,
     resolve_masks,
     rewind,
     save_masks,
@@ -99,6 +109,12 @@ TRAINED_DIR = "trained-model"
 MILESTONE_DIR = "milestones"
 TRAIN_DIR = "train"
 HISTORY_FORMAT = "speechkd-imp-history-v1"
+# What a sparsity is a share of (recorded in the history and the resume fingerprint).
+SPARSITY_OF = "all parameters"
+SPARSITY_CONVENTION = (
+    "sparsity: pruned share of all Whisper parameters (adapters excluded, merged); biases, "
+    "norms, fixed positions and adapter-carrying weights are never pruned and count as alive"
+)
 REFERENCE_FORMAT = "speechkd-rewind-point-v1"
 _EPS = 1e-12
 
@@ -300,7 +316,9 @@ def _export_ticket(
     export_model(plain, out_dir / TICKET_DIR, tokenizer, merge=False)
     save_masks(plain_masks, out_dir / MASKS_FILE)
     save_pruned(plain, plain_masks, out_dir / PRUNED_FILE)
-    result = {**record, "alive_params": alive_parameter_count(plain, plain_masks)}
+    alive = alive_parameter_count(plain, plain_masks)
+    total = total_parameter_count(plain)
+    result = {**record, "alive_params": alive, "total_params": total, "alive_share": alive / total}
     _write_json(out_dir / RESULT_FILE, result)
 
 
@@ -319,6 +337,7 @@ def _fingerprint(
 ) -> dict[str, Any]:
     data = {
         "rate": rate,
+        "sparsity_of": SPARSITY_OF,
         "rewind_to": rewind_to,
         "exclude": list(exclude),
         "prunable": {name: list(m.shape) for name, m in unwrap_mask_names(masks).items()},
@@ -428,6 +447,8 @@ def run_imp(
 ) -> ImpResult:
     """Lottery-ticket IMP of ``model`` (e.g. ``apply_peft(whisper, "pepsi", train_base=True)``).
 
+    ``target_sparsity`` and ``milestones``: pruned shares of all Whisper parameters
+    (``ConfigError`` before any training if the prunable weights cannot reach them).
     ``exclude``: regexes of parameter names never to prune (on top of biases, layer norms,
     adapters and adapter-carrying weights). ``settings``: what else a resumed run must share
     (data, training options), stored in ``imp/imp-config.json``. ``resume``: continue after the
@@ -445,6 +466,7 @@ def run_imp(
         raise ConfigError("the model has no prunable weights (all excluded)")
     n_prunable = sum(m.numel() for m in masks.values())
     whisper_params = total_parameter_count(model)
+    check_sparsity(max([target_sparsity, *milestones]), n_prunable, whisper_params)
     fingerprint = _fingerprint(model, masks, rate, rewind_to, exclude, settings)
 
     if (imp_dir / CONFIG_FILE).is_file():
@@ -487,6 +509,8 @@ def run_imp(
     header = {
         "format": HISTORY_FORMAT,
         "target_sparsity": target_sparsity,
+        "sparsity_of": SPARSITY_OF,
+        "convention": SPARSITY_CONVENTION,
         "rate": rate,
         "rewind_to": rewind_to,
         "schedule": schedule,
@@ -494,14 +518,17 @@ def run_imp(
         "exclude": exclude,
         "prunable_params": n_prunable,
         "whisper_params": whisper_params,
+        "max_sparsity": max_sparsity(n_prunable, whisper_params),
         "groups": groups,
     }
     round0 = {
         "round": 0,
         "target": 0.0,
         "sparsity": 0.0,
+        "prunable_sparsity": 0.0,
         "pruned": 0,
         "alive_params": whisper_params,
+        "alive_share": 1.0,
         "alive_fraction_by_group": alive_fraction_by_group(model, init_masks(model, exclude)),
     }
     records = [round0, *records]
@@ -539,10 +566,12 @@ def run_imp(
 
         # Prune (nested masks: the round's and those of the milestones it covers).
         t0 = time.time()
-        new_masks = global_magnitude_prune(model, masks, target)
+        new_masks = global_magnitude_prune(model, masks, target, whisper_params)
         covered = [p for p in milestones if previous + _EPS < p <= target + _EPS]
         level_masks: dict[float, Masks] = {
-            p: new_masks if abs(p - target) <= _EPS else global_magnitude_prune(model, masks, p)
+            p: new_masks
+            if abs(p - target) <= _EPS
+            else global_magnitude_prune(model, masks, p, whisper_params)
             for p in covered
         }
         prune_seconds = time.time() - t0
@@ -550,10 +579,12 @@ def run_imp(
         record: dict[str, Any] = {
             "round": i,
             "target": target,
-            "sparsity": mask_sparsity(new_masks),
+            "sparsity": pruned / whisper_params,
+            "prunable_sparsity": mask_sparsity(new_masks),
             "pruned": pruned,
             "prunable": n_prunable,
             "alive_params": whisper_params - pruned,
+            "alive_share": (whisper_params - pruned) / whisper_params,
             "alive_fraction_by_group": alive_fraction_by_group(model, new_masks),
             "milestones": covered,
             "training": dict(summary or {}),
@@ -581,7 +612,12 @@ def run_imp(
                 _export_trained(model, dest / TRAINED_DIR, tokenizer)
             for _, m, dest, info in exports:
                 rewind(model, reference, m)
-                info = {**info, "sparsity": mask_sparsity(m), "rewind_to": rewind_to}
+                info = {
+                    **info,
+                    "sparsity": pruned_share(m, whisper_params),
+                    "prunable_sparsity": mask_sparsity(m),
+                    "rewind_to": rewind_to,
+                }
                 _export_ticket(model, m, dest, tokenizer, info)
             rewind(model, reference, new_masks)
             save_masks(unwrap_mask_names(new_masks), tmp / MASKS_FILE)
@@ -595,10 +631,13 @@ def run_imp(
         if cleanup is not None:
             cleanup(work_dir)
         logger.info(
-            "IMP round %d/%d: sparsity %.4f (%d of %d prunable weights), %.1f s",
+            "IMP round %d/%d: sparsity %.4f of all %d parameters (%d alive; %d of %d prunable "
+            "weights pruned), %.1f s",
             i,
             len(schedule),
             record["sparsity"],
+            whisper_params,
+            record["alive_params"],
             pruned,
             n_prunable,
             record["seconds"],

@@ -3,10 +3,18 @@
 One IMP round (``speechkd.whisper.imp.run_imp`` drives the loop): train Whisper+LoRA briefly,
 ``prune_round`` to the next sparsity of ``prune_schedule`` (global magnitude over all prunable
 weights still alive), ``rewind`` the survivors to the pretrained values (or a step-t
-``snapshot``), repeat. Masks are boolean keep-masks keyed by parameter name (as in
-``model.named_parameters()``; :func:`resolve_masks` maps plain Whisper names onto a peft-wrapped
-model). Fine-tuning a pruned model keeps its zeros with :func:`mask_enforcing_hook` (after each
-optimizer step) and :func:`enforce_masks` (gradients).
+``snapshot``), repeat.
+
+Sparsity is the pruned share of ALL parameters of the model (:func:`speechkd.whisper.params.
+total_parameter_count`: every Whisper weight, tied ones once, adapters excluded as they merge
+into the weights), as PEPSI's "0.77B of 1.54B" for whisper-large at 50%. The unprunable
+parameters count as alive, so the prunable weights are pruned harder than the target: at most
+``max_sparsity`` of the model can be pruned.
+
+Masks are boolean keep-masks keyed by parameter name (as in ``model.named_parameters()``;
+:func:`resolve_masks` maps plain Whisper names onto a peft-wrapped model). Fine-tuning a pruned
+model keeps its zeros with :func:`mask_enforcing_hook` (after each optimizer step) and
+:func:`enforce_masks` (gradients).
 
 Prunable: the weights of ``nn.Linear``, ``nn.Conv1d`` and ``nn.Embedding`` modules (token and
 learned decoder position embeddings included). Never pruned: biases and layer norms, the fixed
@@ -29,7 +37,11 @@ from torch import nn
 
 from speechkd.errors import ConfigError, DataError
 from speechkd.utils.atomic import atomic_path
-from speechkd.whisper.params import is_adapter_parameter, unique_parameters
+from speechkd.whisper.params import (
+    is_adapter_parameter,
+    total_parameter_count,
+    unique_parameters,
+)
 from speechkd.whisper.peft_layers import AdaptedLinear
 
 logger = logging.getLogger(__name__)
@@ -47,7 +59,9 @@ Masks = dict[str, torch.Tensor]
 def prune_schedule(
     target_sparsity: float = DEFAULT_TARGET_SPARSITY, rate: float = DEFAULT_PRUNE_RATE
 ) -> list[float]:
-    """Cumulative pruned fraction after each round: 1 − (1 − rate)^i, the last clamped to target.
+    """Cumulative sparsity (pruned share of all parameters) after each round: 1 − (1 − rate)^i,
+    i.e. each round prunes ``rate`` of the parameters still alive; the last round is clamped to
+    the target, so the schedule ends exactly there.
 
     Defaults: [0.1, 0.19, 0.271, 0.3439, 0.40951, 0.468559, 0.5].
     """
@@ -111,14 +125,42 @@ def init_masks(model: nn.Module, exclude: Sequence[str] = ()) -> Masks:
 
 
 def mask_sparsity(masks: Mapping[str, torch.Tensor]) -> float:
-    """Pruned fraction of the masked (prunable) weights."""
+    """Pruned fraction of the masked (prunable) weights only (not the model's sparsity)."""
     total = sum(m.numel() for m in masks.values())
     return 1.0 - sum(int(m.sum()) for m in masks.values()) / total
 
 
-def pruned_count(n_prunable: int, sparsity: float) -> int:
-    """Number of weights pruned at ``sparsity`` of ``n_prunable`` (rounded to nearest)."""
-    return int(round(sparsity * n_prunable))
+def masked_count(masks: Mapping[str, torch.Tensor]) -> tuple[int, int]:
+    """(pruned, masked) entry counts of ``masks``."""
+    masked = sum(m.numel() for m in masks.values())
+    return masked - sum(int(m.sum()) for m in masks.values()), masked
+
+
+def pruned_share(masks: Mapping[str, torch.Tensor], total: int) -> float:
+    """Pruned entries of ``masks`` over ``total`` parameters: the model's sparsity."""
+    return masked_count(masks)[0] / total
+
+
+def pruned_count(n_params: int, sparsity: float) -> int:
+    """Number of weights pruned at ``sparsity`` of ``n_params`` parameters (rounded to nearest)."""
+    return int(round(sparsity * n_params))
+
+
+def max_sparsity(n_prunable: int, total: int) -> float:
+    """The highest sparsity of ``total`` parameters reachable with ``n_prunable`` prunable ones."""
+    return n_prunable / total
+
+
+def check_sparsity(sparsity: float, n_prunable: int, total: int) -> None:
+    """``ConfigError`` unless ``sparsity`` of ``total`` parameters can be pruned from the
+    ``n_prunable`` prunable weights (the unprunable ones stay alive)."""
+    need = pruned_count(total, sparsity)
+    if need > n_prunable:
+        raise ConfigError(
+            f"sparsity {sparsity:g} of all {total:,} parameters means pruning {need:,} weights, "
+            f"but only {n_prunable:,} are prunable (biases, norms, fixed positions and "
+            f"adapter-carrying weights stay): at most {max_sparsity(n_prunable, total):.4f}"
+        )
 
 
 def _masked_params(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[str, nn.Parameter]:
@@ -167,15 +209,23 @@ def _kth_smallest_bits(
 
 @torch.no_grad()
 def global_magnitude_prune(
-    model: nn.Module, masks: Mapping[str, torch.Tensor], sparsity: float
+    model: nn.Module,
+    masks: Mapping[str, torch.Tensor],
+    sparsity: float,
+    total: int | None = None,
 ) -> Masks:
-    """New masks pruning the globally smallest-|w| alive weights until ``sparsity`` of the masked
-    weights is pruned (ties broken in parameter order, so the count is exact)."""
+    """New masks pruning the globally smallest-|w| alive weights until round(``sparsity`` ·
+    ``total``) entries are pruned (ties broken in parameter order, so the count is exact).
+
+    ``total``: the parameters the sparsity refers to; default all of the model's
+    (:func:`total_parameter_count`). ``ConfigError`` if the prunable weights cannot reach it.
+    """
     if not 0.0 <= sparsity < 1.0:
         raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}")
     params = _masked_params(model, masks)
-    total = sum(m.numel() for m in masks.values())
-    already = total - sum(int(m.sum()) for m in masks.values())
+    total = total_parameter_count(model) if total is None else total
+    already, n_masked = masked_count(masks)
+    check_sparsity(sparsity, n_masked, total)
     k = pruned_count(total, sparsity) - already
     new_masks = {name: m.clone() for name, m in masks.items()}
     if k <= 0:
@@ -209,14 +259,25 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
         p.masked_fill_(~masks[name].to(p.device), 0.0)
 
 
-def prune_round(model: nn.Module, masks: Mapping[str, torch.Tensor], sparsity: float) -> Masks:
-    """One IMP pruning step: global magnitude pruning to ``sparsity``, then apply the masks."""
-    new_masks = global_magnitude_prune(model, masks, sparsity)
+def prune_round(
+    model: nn.Module,
+    masks: Mapping[str, torch.Tensor],
+    sparsity: float,
+    total: int | None = None,
+) -> Masks:
+    """One IMP pruning step: global magnitude pruning to ``sparsity`` of ``total`` parameters
+    (default: all of the model's), then apply the masks."""
+    total = total_parameter_count(model) if total is None else total
+    new_masks = global_magnitude_prune(model, masks, sparsity, total)
     apply_masks(model, new_masks)
+    pruned, n_masked = masked_count(new_masks)
     logger.info(
-        "pruned to sparsity %.4f of %d prunable weights",
-        mask_sparsity(new_masks),
-        sum(m.numel() for m in new_masks.values()),
+        "pruned %d weights: sparsity %.4f of %d parameters (%.4f of the %d prunable)",
+        pruned,
+        pruned / total,
+        total,
+        pruned / n_masked,
+        n_masked,
     )
     return new_masks
 

@@ -20,7 +20,7 @@
 #      downloaded (config, tokenizer, safetensors) into $data/models/; path.sh keeps the hub
 #      offline: run this stage once with HF_HUB_OFFLINE=0 in the environment
 # Methods (stages 10-19, local/recipes/pepsi.sh, shared by the PEPSI recipes): zero-shot, FFT,
-#   LoRA, IMP (50%; Korean to 90% for Fig. 4), LTH, LTH-FT, PEPSI per language, the subnetwork
+#   LoRA, IMP (50%; Korean to 80% for Fig. 4), LTH, LTH-FT, PEPSI per language, the subnetwork
 #   check, the ClovaCall transfer, figures and the report $expdir/pepsi/report.md;
 #   stage 100: $results.
 set -euo pipefail
@@ -46,9 +46,11 @@ expdir=exp
 # $pepsi_conf/<system>.yaml and imp.yaml; empty values take the defaults of the method stages
 systems=              # default: ft lora lth lth_ft pepsi (zero-shot always)
 pepsi_conf=           # default: $SPEECHKD_ROOT/conf/pepsi
-target_sparsity=0.5   # pruned share of the prunable Whisper weights
-fig4_languages=ko     # IMP to 90% with every 10% decoded (PEPSI Fig. 4); ISO codes
-fig4_milestones="0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9"
+target_sparsity=0.5   # pruned share of ALL Whisper parameters (PEPSI: 0.77B of 1.54B alive)
+fig4_languages=ko     # IMP to 80% with every 10% decoded (PEPSI Fig. 4); ISO codes
+# Fig. 4 stops at 80%: at most 86.2% of all whisper-large-v2 parameters are prunable (biases,
+# norms, fixed positions and the LoRA-carrying decoder q/v stay), so the paper's 90% is out of reach
+fig4_milestones="0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8"
 subnet_pairs=ko:ml    # Table 1: tickets pruned on ko and on ml, both decoded on ko
 subnet_sparsities="0.19 0.3439"
 cer_languages="zh ja ko th"  # decoded with CER (the report gives CER and WER for every language)
