@@ -10,6 +10,7 @@ import pytest
 from speechkd.errors import ConfigError, DataError
 from speechkd.eval import distill_w2v2_report as rep
 from speechkd.eval.decode_files import write_error_rate_files
+from speechkd.eval.results_json import load_results_json
 from speechkd.eval.rtf import RtfRow
 from speechkd.eval.wer import Utterance, score_utterances
 
@@ -217,6 +218,30 @@ def test_report_tables_and_computed_statements(systems, tmp_path) -> None:
     s5 = next(x for x in arch.splitlines() if x.startswith("| S5 |"))
     assert "| 22.4M | 22.0M | +1.8 | 0.100 | 0.111 |" in s5
 
+    # RESULTS.json beside the report: the tables' numbers under the stable names
+    rows = {r.key: r.value for r in load_results_json(tmp_path / "RESULTS.json")}
+    systems_ = {k[0] for k in rows}
+    assert systems_ == {
+        "teacher", "m1", "m2", "m3", "m4", "ss", "single_step",
+        "arch_tiny_teacher", "arch_tiny_student", "arch_s5",
+    }  # fmt: skip
+    for label, name in (("T", "teacher"), ("M4", "m4"), ("SS", "ss"), ("single", "single_step")):
+        per = float(cell(t2, label, "test PER (best path)"))
+        assert rows[(name, "test", "en", "per")] == pytest.approx(per)
+        assert rows[(name, "test", "en", "wer")] == pytest.approx(
+            float(cell(t2, label, "test WER (4-gram LM)"))
+        )
+    assert rows[("m3", "dev", "en", "per")] == pytest.approx(17.0)
+    assert ("m3", "dev", "en", "wer") not in rows  # no LM decode on dev
+    assert rows[("m4", "all", "all", "alpha")] == 0.8 and rows[("m1", "all", "all", "beta")] == 0
+    assert rows[("ss", "all", "all", "latency_ms")] == 480.0
+    assert rows[("ss", "all", "all", "params")] == 100_000
+    assert rows[("ss", "all", "all", "times_smaller_than_teacher")] == pytest.approx(12.0)
+    assert rows[("ss", "all", "all", "decode_rtf")] == pytest.approx(0.1)
+    assert rows[("arch_s5", "all", "all", "params")] == 22_400_000
+    assert rows[("arch_s5", "all", "all", "rtf_paper")] == pytest.approx(0.111)
+    assert rows[("arch_tiny_student", "all", "all", "times_faster_than_ref")] == pytest.approx(4.0)
+
 
 def test_missing_decodes_show_dashes_and_are_listed(systems, tmp_path) -> None:
     missing = rep.decode_dir(systems["single"], "dev", rep.BEST_PATH, False)
@@ -260,6 +285,10 @@ def test_units_never_mix_and_streaming_decodes(tmp_path) -> None:
     stream = text.split("### Streaming decoding", 1)[1]
     assert "| SS | test | best path | PER | 7.50 | 7.50 | yes | 0.1000 |" in stream
     assert "| SS | dev | best path | PER | – | 9.00 | – | 0.1000 |" in stream
+    rows = {r.key: r.value for r in load_results_json(tmp_path / "RESULTS.json")}
+    assert rows[("teacher", "test", "en", "wer_best_path")] == pytest.approx(5.0)
+    assert rows[("ss", "dev", "en", "per")] == pytest.approx(9.0)  # the streaming stand-in
+    assert rows[("ss", "dev", "en", "per_streaming")] == pytest.approx(9.0)
     assert "not compared (no second-step and single-step" in text
 
 

@@ -21,6 +21,7 @@ from speechkd.eval.distilwhisper_report import (
     write_report,
 )
 from speechkd.eval.report_inputs import parse_named
+from speechkd.eval.results_json import load_results_json
 from speechkd.eval.wer import Utterance, score_utterances
 from speechkd.utils.cli import run_cli
 
@@ -176,9 +177,27 @@ def test_report_cli(tmp_path: Path) -> None:
     assert "](../plots/gates.png)" in text
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in plot.parent.iterdir() if p.name.startswith(".tmp-")]
+    # RESULTS.json beside the Markdown: the same numbers under the stable names
+    rows = {r.key: r.value for r in load_results_json(out.parent / "RESULTS.json")}
+    assert {k[0] for k in rows} == {
+        "teacher", "zero_shot", "distilwhisper", "distilwhisper_10k", "distilwhisper_3k",
+    }  # fmt: skip
+    assert rows[("teacher", "test", "ca", "wer")] == pytest.approx(10.0)
+    assert rows[("zero_shot", "test_ood", "all", "wer")] == pytest.approx(30.0)
+    assert rows[("distilwhisper", "test", "all", "wer")] == pytest.approx(30.0)
+    assert rows[("distilwhisper", "in-domain", "all", "gap_closed")] == pytest.approx(62.5)
+    assert rows[("distilwhisper", "test", "th", "gap_closed")] == pytest.approx(75.0)
+    assert ("distilwhisper", "test_ood", "th", "gap_closed") not in rows  # n/a in the table
+    assert rows[("distilwhisper", "all", "all", "params")] == 369_000_000
+    assert rows[("distilwhisper", "all", "all", "params_inference")] == 266_734_912
+    assert ("teacher", "all", "all", "params") not in rows  # "–" in the table
+    assert rows[("distilwhisper_10k", "test_ood", "th", "gate_share")] == pytest.approx(37.5)
+    assert rows[("distilwhisper_3k", "test", "all", "gate_share")] == pytest.approx(15.0)
+    json_text = (out.parent / "RESULTS.json").read_text(encoding="utf-8")
     # deterministic
     assert main(argv) == 0
     assert out.read_text(encoding="utf-8") == text
+    assert (out.parent / "RESULTS.json").read_text(encoding="utf-8") == json_text
 
 
 def test_fewer_languages_are_noted(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from speechkd.eval.pepsi_report import (
     load_params,
     render_report,
 )
+from speechkd.eval.results_json import load_results_json
 from speechkd.eval.scoring import load_scoring_input, score_input
 
 REFS = {"u1": "the cat sat on the mat", "u2": "hello world"}
@@ -186,3 +187,61 @@ def test_cli_end_to_end_and_spec_errors(tmp_path: Path) -> None:
         cli.main([*args, "--system", f"ko:PEPSI={tmp_path}"])
     with pytest.raises(ConfigError, match="--transfer-name"):
         cli.main([*args, "--transfer-system", f"PEPSI={tmp_path}"])
+
+
+def test_results_json_holds_the_table_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "report.md"
+    args = ["--set", "test", "--out", str(out)]
+    for lang, wrong in (("ko", "hat"), ("en", "rug")):
+        for name, decode, params in _systems(tmp_path, lang, wrong):
+            args += ["--system", f"{lang}:{name}={decode}" + (f",{params}" if params else "")]
+    args += [
+        "--transfer-name",
+        "child",
+        "--transfer-language",
+        "en",
+        "--transfer-set",
+        "test_child",
+    ]
+    for name, decode, params in _systems(tmp_path / "t", "child", "bat"):
+        args += ["--transfer-system", f"{name}={decode}" + (f",{params}" if params else "")]
+    args += ["--subnet", f"ko:ko:0={tmp_path / 'ko' / 'zs'}"]
+    args += ["--subnet", f"ko:en:19={tmp_path / 'ko' / 'lth'}"]
+    history = {
+        "format": "speechkd-imp-history-v1",
+        "rounds": [
+            {"round": 1, "sparsity": 0.1, "alive_fraction_by_group": {"encoder_conv1": 0.8}},
+            {"round": 2, "sparsity": 0.19, "alive_fraction_by_group": {"encoder_conv1": 0.7}},
+        ],
+    }
+    args += ["--alive", f"ko={write_json(tmp_path / 'imp-history.json', history)}"]
+    table = tmp_path / "fig4.md"
+    table.write_text("| pruned (%) | test_ko CER |\n|---|---|\n| 0 | 12.50 |\n| 10 | inf |\n")
+    args += ["--figure", f"Fig. 4=fig4.png,{table}"]
+    assert cli.main(args) == 0
+    text = out.read_text(encoding="utf-8")
+    rows = {r.key: r.value for r in load_results_json(out.parent / "RESULTS.json")}
+    systems = {k[0] for k in rows}
+    assert {"zero_shot", "lth", "pepsi"} <= systems
+    assert not {"Whisper zero-shot", "whisper_zero_shot", "whisper_lth"} & systems
+    # Table 3: one wrong word of 6 and "x" for "hello world": 3 / 8 words
+    assert "| Whisper zero-shot | N | – | 1,200 | " in text and "| 37.50 |" in text
+    assert rows[("zero_shot", "test_ko", "ko", "wer")] == pytest.approx(37.5)
+    assert rows[("pepsi", "test_en", "en", "cer")] == 0.0
+    assert rows[("pepsi", "all", "ko", "params_trainable")] == 8
+    assert rows[("lth", "all", "en", "params_inference")] == 600
+    assert rows[("lth", "all", "en", "params_alive_pct")] == pytest.approx(50.0)
+    assert rows[("zero_shot", "all", "ko", "params")] == 1200
+    # Table 4 (transfer), Table 1 (tickets), Fig. 3b and Fig. 4
+    assert "| PEPSI | 8 | 600 | Y | child |" in text
+    assert rows[("pepsi", "child", "en", "params_trainable")] == 8
+    assert rows[("zero_shot", "test_child", "en", "wer")] == pytest.approx(37.5)
+    assert rows[("ticket_ko_pruned_0", "test_ko", "ko", "cer")] == pytest.approx(
+        rows[("zero_shot", "test_ko", "ko", "cer")]
+    )
+    assert ("ticket_en_pruned_19", "test_ko", "ko", "cer") in rows
+    assert "| 2 | 19.0% | 70.0 |" in text
+    assert rows[("imp_round_2", "all", "ko", "alive_pct_encoder_conv1")] == pytest.approx(70.0)
+    assert rows[("imp_round_2", "all", "ko", "pruned_pct")] == pytest.approx(19.0)
+    assert rows[("imp_pruned_0", "test_ko", "all", "cer")] == pytest.approx(12.5)
+    assert ("imp_pruned_10", "test_ko", "all", "cer") not in rows  # "inf" in the table

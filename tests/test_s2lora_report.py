@@ -10,6 +10,7 @@ import pytest
 
 from speechkd.bin import s2lora_report as cli
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval.results_json import load_results_json
 from speechkd.eval.s2lora_report import (
     format_percent,
     load_ranks,
@@ -134,6 +135,34 @@ def test_ranks_and_parameter_table(exp: Path) -> None:
     assert text.index("Encoder SAM W_v") < text.index("Decoder FFM W_fc2")
     assert "| s2lora | 134,144 | 0.02% | 0.02% | 763,857,920 |" in text
     assert "PEPSI" not in text  # only the Table-2 part of peft_param_table's output
+
+
+def test_results_json_beside_the_report(exp: Path) -> None:
+    text = _report(exp, systems={
+        "Zero-shot": exp / "zeroshot" / "decode",
+        "Full-FT": exp / "full" / "decode",
+        "α-LoRA": exp / "s2lora" / "decode",
+        "S2-LoRA": exp / "s2lora" / "decode",
+    })  # fmt: skip
+    assert "| Full-FT | 990,000 | 99.00% | 15.00 | 25.00 | 5.00 |" in text
+    rows = {r.key: r.value for r in load_results_json(exp / "report" / "RESULTS.json")}
+    assert {k[0] for k in rows} == {"zero_shot", "full", "alpha_lora", "s2lora", "adalora"}
+    # Table 2: the set's language (zh in these score files), the table's numbers
+    assert rows[("zero_shot", "zh_c1", "zh", "cer")] == pytest.approx(10.0)
+    assert rows[("full", "zh_c2", "zh", "cer")] == pytest.approx(25.0)
+    assert rows[("s2lora", "en", "zh", "wer")] == pytest.approx(5.0)
+    assert rows[("full", "all", "all", "params_trainable")] == 990_000
+    assert rows[("full", "all", "all", "params_trainable_pct")] == pytest.approx(99.0)
+    assert ("zero_shot", "all", "all", "params_trainable") not in rows  # "–" in the table
+    # change against zero-shot, ranks and the whisper-medium parameter table
+    assert rows[("s2lora", "zh_c2", "zh", "cer_change")] == pytest.approx(-5.0)
+    assert ("zero_shot", "zh_c2", "zh", "cer_change") not in rows
+    assert rows[("s2lora", "all", "all", "mean_rank_enc_sam_q")] == pytest.approx(1.0)
+    assert rows[("s2lora", "all", "all", "rank0_layers_enc_sam_q")] == 1
+    assert rows[("adalora", "all", "all", "mean_rank_enc_sam_v")] == pytest.approx(7.0)
+    assert rows[("s2lora", "all", "all", "params_trainable_whisper_medium")] == 134_144
+    assert rows[("s2lora", "all", "all", "params_trainable_pct_whisper_medium")] == 0.02
+    assert rows[("s2lora", "all", "all", "params_whisper_medium")] == 763_857_920
 
 
 def test_optional_parts_are_left_out(exp: Path) -> None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from fake_corpora import covost2 as fake_covost
 from fake_corpora import europarl_st as fake_ep
@@ -246,7 +247,15 @@ def test_st_kd_report_tables_and_statements(tmp_path: Path) -> None:
     best = tmp_path / "best.json"
     best.write_text(json.dumps({"best": "kd_res", "set": "dev", "input": "sph",
                                 "bleu": {"kd_res": 9.0, "kd_rel": 3.0}}))  # fmt: skip
-    out = write_report(parse_system_specs(specs), ["test"], tmp_path / "report.md", best=best)
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"vocab_size": 100, "models": {"student_6_6_6": {
+        "depths": "6-6-6", "counts": {"total": 798_110_000, "embedded": 527_290_000,
+                                      "non_embedded": 270_820_000},
+        "total_pct": 76.01, "non_embedded_pct": 51.81,
+        "paper": {"total": 364.40, "non_embedded": 270.82}}}}))  # fmt: skip
+    out = write_report(
+        parse_system_specs(specs), ["test"], tmp_path / "report.md", best=best, params=params
+    )
     report = out.read_text()
     # labels, degradation 100 (B - X) / B, the paper's counterparts, the best of each block
     rows = [
@@ -274,6 +283,30 @@ def test_st_kd_report_tables_and_statements(tmp_path: Path) -> None:
         assert fact in facts, fact
     assert "fine-tunes M: L_kd_res, the highest dev BLEU[sph]" in report
 
+    # RESULTS.json beside the report: the paper's names, the tables' numbers
+    from speechkd.eval.results_json import load_results_json
+
+    results = {r.key: r.value for r in load_results_json(tmp_path / "RESULTS.json")}
+    assert {k[0] for k in results} == {
+        "b", "c_finetuned", "c_pretrained", "kd_res_enc", "kd_feat", "kd_rel", "kd_res",
+        "kd_res_feat", "task", "m_star_kd_res", "arch_student_6_6_6",
+    }  # fmt: skip
+    assert results[("b", "test", "de", "bleu_sph")] == 20.0
+    assert results[("c_pretrained", "test", "de", "bleu_txt")] == 27.0
+    assert results[("c_pretrained", "test", "de", "degradation_sph")] == pytest.approx(40.0)
+    assert results[("m_star_kd_res", "test", "de", "degradation_txt")] == pytest.approx(
+        6.6667, 1e-4
+    )
+    assert results[("m_star_kd_res", "tst-COMMON", "de", "paper_bleu_sph")] == 25.33
+    assert ("b", "test", "de", "degradation_sph") not in results  # "–" in the table
+    assert results[("task", "all", "all", "params")] == 600
+    assert results[("task", "all", "all", "params_pct_of_b")] == pytest.approx(60.0)
+    assert "| student_6_6_6 | 6-6-6 | 798.11 | 527.29 | 270.82 | 76.01 | 51.81 | 364.40 |" in report
+    assert results[("arch_student_6_6_6", "all", "all", "params")] == 798_110_000
+    assert results[("arch_student_6_6_6", "all", "all", "paper_params")] == 364_400_000
+    assert results[("arch_student_6_6_6", "all", "all", "params_non_embedded_pct")] == 51.81
+    assert results[("kd_rel", "dev", "de", "bleu_sph")] == 3.0  # the choice of the best
+
 
 def test_st_kd_report_calls_sub_unit_bleu_noise(tmp_path: Path) -> None:
     """When no system reaches 1 BLEU[sph] the report draws no conclusion from the differences."""
@@ -289,3 +322,24 @@ def test_st_kd_report_calls_sub_unit_bleu_noise(tmp_path: Path) -> None:
     facts = report.split("#### What helped")[1].split("###")[0]
     assert "every BLEU[sph] is below 1.0 (the highest 0.18)" in facts
     assert "KD helped" not in facts and "keeps" not in facts
+
+
+def test_st_kd_result_names_of_several_c(tmp_path: Path) -> None:
+    """C systems that share an initialisation are told apart by their depths in RESULTS.json."""
+    from speechkd.eval.st_kd_report import load_systems, parse_system_specs, result_system_names
+
+    exp = tmp_path / "exp"
+    specs = [
+        _teacher(exp, (20.0, 30.0)),
+        _system(exp, "c_666", (10.0, 24.0), 600, role="c", init="pretrained", scheme="teacher"),
+        _system(exp, "c_882", (9.0, 23.0), 500, role="c", init="pretrained", scheme="teacher",
+                depths="8-8-2"),
+        _system(exp, "c_ft", (11.0, 25.0), 600, role="c", scheme="teacher"),
+    ]  # fmt: skip
+    systems = load_systems(parse_system_specs(specs), ["test"])
+    assert result_system_names(systems) == {
+        "teacher": "b",
+        "c_666": "c_2_2_2_pretrained",
+        "c_882": "c_8_8_2_pretrained",
+        "c_ft": "c_finetuned",
+    }

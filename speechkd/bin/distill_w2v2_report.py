@@ -4,8 +4,9 @@ single-step distillation (Table 2) and the first-step objectives M1-M4 (Table 3)
 Systems are given in table order as ``NAME=SYSTEM_DIR``; a system dir holds the recipe's
 ``system.json`` and the decode dirs of ``speechkd.bin.w2v2_decode`` (``decode_<set>/``,
 ``decode_<set>_lm/``, ``decode_<set>_streaming/``). ``--rtf`` is the JSON of
-``python -m speechkd.bin.rtf --json``. The Markdown section goes to ``--out``; pass it to
-``speechkd.bin.write_results --section`` to include it in RESULTS.md.
+``python -m speechkd.bin.rtf --json``. The Markdown section goes to ``--out`` and every number
+of its tables to RESULTS.json beside it; pass the section to ``speechkd.bin.write_results
+--section`` to include it in RESULTS.md.
 
 Example::
 

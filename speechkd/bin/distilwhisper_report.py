@@ -4,7 +4,9 @@ gate activation plot (Fig. 2), from the decode directories of the systems.
 Systems are given in table order as ``NAME=DECODE_DIR`` or ``NAME=DECODE_DIR,PARAMS_JSON``;
 every decode dir holds ``scores-<set>.json`` for every set. CLSR systems for the gate plot are
 given as ``LABEL=DECODE_DIR`` (holding ``gate-usage-<set>.json``). The Markdown section goes to
-``--out``; pass it to ``speechkd.bin.write_results --section`` to include it in RESULTS.md.
+``--out`` and every number of its tables to RESULTS.json beside it (systems under stable names:
+``--large`` is ``teacher``, ``--small`` ``zero_shot``); pass the section to
+``speechkd.bin.write_results --section`` to include it in RESULTS.md.
 
 Example::
 

@@ -7,7 +7,8 @@ Systems are given in table order as ``LANG:NAME=DECODE_DIR[,PARAMS]``: the decod
 ``scores-<set>_<LANG>.json`` for every ``--set``; PARAMS is a ``params.json`` or an IMP ticket's
 ``result.json`` (none: the foundation model, zero-shot). Links (PNG) are written as given,
 relative to the directory of ``--out``; pass the section to ``speechkd.bin.write_results
---section`` to include it in RESULTS.md.
+--section`` to include it in RESULTS.md. Every number of the tables also goes to RESULTS.json
+beside ``--out``.
 
 Example::
 
@@ -29,7 +30,13 @@ import logging
 from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
-from speechkd.eval.pepsi_report import SubnetPoint, build_group, render_report, write_report
+from speechkd.eval.pepsi_report import (
+    SubnetPoint,
+    build_group,
+    render_report,
+    result_rows,
+    write_report,
+)
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
@@ -166,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise DataError(f"--figure {spec!r}: table {path} not found")
             table = path.read_text(encoding="utf-8")
         figures.append((caption, values[0], table))
-    text = render_report(
-        groups,
-        title=args.title,
+    tables = dict(
         transfer=transfer,
         transfer_language=args.transfer_language,
         subnet=[parse_subnet(s) for s in args.subnet],
@@ -176,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         alive=alive,
         figures=figures,
     )
-    out = write_report(args.out, text)
+    text = render_report(groups, title=args.title, **tables)
+    out = write_report(args.out, text, result_rows(groups, **tables))
     logger.info("wrote %s", out)
     return 0
 

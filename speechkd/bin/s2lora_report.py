@@ -4,7 +4,8 @@ and the trainable-parameter table of ``peft_param_table``.
 
 Systems are given in table order as ``NAME=DECODE_DIR`` or ``NAME=DECODE_DIR,PARAMS_JSON``;
 every decode dir holds ``scores-<set>.json`` for every set. The Markdown section goes to
-``--out``; pass it to ``speechkd.bin.write_results --section`` to include it in RESULTS.md.
+``--out`` and every number of its tables to RESULTS.json beside it; pass the section to
+``speechkd.bin.write_results --section`` to include it in RESULTS.md.
 
 Example::
 

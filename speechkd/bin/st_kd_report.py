@@ -5,8 +5,9 @@ statements of what helped, with BLEU of the speech and of the text input.
 Systems are given in table order as ``NAME=SYSTEM_DIR``; a system dir holds the recipe's
 ``system.json`` (and ``model.json``) and ``decode_<set>_{sph,txt}/scores-<set>.json``.
 ``--params`` is the JSON of ``python -m speechkd.bin.st_param_table --json``, ``--best`` the
-recipe's ``best_kd.json``. The Markdown section goes to ``--out``; pass it to
-``speechkd.bin.write_results --section`` to include it in RESULTS.md.
+recipe's ``best_kd.json``. The Markdown section goes to ``--out``, every number of its tables to
+RESULTS.json beside it; pass the section to ``speechkd.bin.write_results --section`` to include
+it in RESULTS.md.
 
 Example::
 
@@ -60,6 +61,9 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, help="Markdown section to write")
     parser.add_argument("--title", default="Joint speech/text ST KD", help="heading")
+    parser.add_argument(
+        "--language", default="de", help="target language of the BLEU rows of RESULTS.json"
+    )
     return parser
 
 
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         title=args.title,
         scheme_dir=args.scheme_dir,
         results_meta=args.results_meta,
+        language=args.language,
     )
     logger.info("wrote %s", out)
     return 0

@@ -28,8 +28,8 @@ waits for the rest of its chunk, on average ``C / 2`` frames, so ``latency = C /
 (wav2vec2's CNN emits a frame every 320 samples at 16 kHz); the paper's chunk of 48 frames gives
 its 480 ms. Full-context systems have no look-ahead bound ("–").
 
-Output is a Markdown section (``##`` heading) for ``speechkd.bin.write_results --section``,
-written atomically.
+Output is a Markdown section (``##`` heading) for ``speechkd.bin.write_results --section`` and
+RESULTS.json beside it with every number of its tables (:func:`result_rows`), written atomically.
 """
 
 from __future__ import annotations
@@ -49,6 +49,14 @@ from speechkd.eval.report_inputs import (  # noqa: F401  (parse_system_spec: the
     load_json_object,
     parse_system_spec,
     parse_system_specs,
+)
+from speechkd.eval.results_json import (
+    ALL,
+    ResultRows,
+    results_json_path,
+    stable_name,
+    unique_names,
+    write_results_json,
 )
 from speechkd.eval.rtf import PAPER_TABLE1
 from speechkd.eval.wer import ErrorCounts
@@ -226,6 +234,12 @@ class DecodeResult:
     device: str | None = None
     decode_seconds: float | None = None
     audio_seconds: float | None = None
+    languages: tuple[str, ...] = ()
+
+    @property
+    def language(self) -> str:
+        """The language scored, ``all`` when several (or none) are recorded."""
+        return self.languages[0] if len(self.languages) == 1 else ALL
 
 
 def decode_dir(system_dir: str | os.PathLike, set_name: str, decoder: str, streaming: bool) -> Path:
@@ -327,6 +341,7 @@ def load_decode(
         device=timing.get("device", payload.get("device")),
         decode_seconds=_number(timing.get("decode_seconds", payload.get("decode_seconds"))),
         audio_seconds=_number(timing.get("audio_seconds")),
+        languages=tuple(str(x) for x in payload.get("languages") or ()),
     )
 
 
@@ -956,6 +971,107 @@ def render_report(data: ReportData, title: str = "DistillW2V2") -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+# ---------------------------------------------------------------------------------------------
+# RESULTS.json
+# ---------------------------------------------------------------------------------------------
+
+# the error-rate metric of a (decoder, rate label): the paper's pairs plain, others qualified
+RESULT_METRICS = {(BEST_PATH, "PER"): "per", (LM, "WER"): "wer"}
+_RTF_METRICS = {
+    "cnn_channels": "cnn_dim",
+    "encoder_dim": "encoder_dim",
+    "ffn_dim": "ffn_dim",
+    "blocks": "blocks",
+    "params": "params",
+    "params_paper": "params_paper",
+    "rtf": "rtf",
+    "rtf_paper": "rtf_paper",
+    "rtf_streaming": "rtf_streaming",
+    "chunk_ms_short": "ms_per_chunk",
+}
+
+
+def result_metric(decoder: str, label: str) -> str:
+    """``per`` (best path, phones), ``wer`` (lexicon + LM, words), else ``<rate>_<decoder>``."""
+    return RESULT_METRICS.get((decoder, label), f"{label.lower()}_{decoder}")
+
+
+def result_system_names(systems: Sequence[SystemInfo]) -> dict[str, str]:
+    """Stable names: ``teacher``; a first-step student its setting (``m1`` … ``m4``); ``ss``
+    (second step); ``single_step``; any other (or colliding) system its label lower-case."""
+    proposed = {}
+    for s in systems:
+        if s.role == "teacher":
+            proposed[s.label] = "teacher"
+        elif s.role == "step1" and s.setting is not None:
+            proposed[s.label] = stable_name(s.setting)
+        elif s.role == "step2":
+            proposed[s.label] = "ss"
+        elif s.role == "single_step":
+            proposed[s.label] = "single_step"
+        else:
+            proposed[s.label] = stable_name(s.label)
+    return unique_names(proposed)
+
+
+def _rtf_rows(rows: ResultRows, data: ReportData) -> None:
+    if data.rtf is None:
+        return
+    by_model = {r["model"]: r for r in data.rtf["rows"]}
+    teacher = next((s for s in data.systems if s.role == "teacher"), None)
+    ref_model = teacher.arch if teacher and teacher.arch in by_model else None
+    ref = by_model.get(ref_model or "T1")
+    for r in data.rtf["rows"]:
+        system = f"arch_{stable_name(r['model'])}"
+        for key, metric in _RTF_METRICS.items():
+            rows.add(system, ALL, ALL, metric, _number(r.get(key)))
+        if r.get("params_paper"):
+            diff = 100.0 * (r["params"] - r["params_paper"]) / r["params_paper"]
+            rows.add(system, ALL, ALL, "params_paper_diff_pct", diff)
+        if ref and r["params"]:
+            rows.add(system, ALL, ALL, "times_smaller_than_ref", ref["params"] / r["params"])
+        if ref and ref.get("rtf") and r.get("rtf"):
+            rows.add(system, ALL, ALL, "times_faster_than_ref", ref["rtf"] / r["rtf"])
+
+
+def result_rows(data: ReportData) -> ResultRows:
+    """The numbers of every table: the RTF table's architectures (``arch_<model>``); per system
+    its size, context and decode RTF (set ``all``), α and β, and its error rates per set
+    (:func:`result_metric`; language: the one scored), the chunk-by-chunk streaming ones as
+    ``<metric>_streaming``."""
+    names = result_system_names(data.systems)
+    rows = ResultRows()
+    _rtf_rows(rows, data)
+    teacher = next((s for s in data.systems if s.role == "teacher"), None)
+    for s in data.systems:
+        system = names[s.label]
+        rows.add(system, ALL, ALL, "params", s.params)
+        paper = PAPER_TABLE1.get(s.arch)
+        rows.add(system, ALL, ALL, "params_paper", paper[0] if paper else None)
+        if teacher and s.params:
+            rows.add(system, ALL, ALL, "times_smaller_than_teacher", teacher.params / s.params)
+        rows.add(system, ALL, ALL, "history_frames", s.history)
+        rows.add(system, ALL, ALL, "chunk_frames", s.chunk)
+        rows.add(system, ALL, ALL, "latency_ms", s.latency_ms)
+        rows.add(system, ALL, ALL, "alpha", s.alpha)
+        rows.add(system, ALL, ALL, "beta", s.beta)
+        timed = [data.results.get((s.label, x, BEST_PATH)) for x in data.sets]
+        timed = [r for r in timed if r and r.decode_seconds is not None and r.audio_seconds]
+        if timed:
+            seconds = sum(r.decode_seconds or 0.0 for r in timed)
+            rows.add(
+                system, ALL, ALL, "decode_rtf", seconds / sum(r.audio_seconds or 0.0 for r in timed)
+            )
+    for (label, set_name, decoder), r in data.results.items():
+        rows.add(names[label], set_name, r.language, result_metric(decoder, r.label), r.rate)
+    for (label, set_name, decoder), r in data.streaming.items():
+        metric = result_metric(decoder, r.label) + "_streaming"
+        rows.add(names[label], set_name, r.language, metric, r.rate)
+        rtf_metric = "decode_rtf_streaming" + ("_lm" if decoder == LM else "")
+        rows.add(names[label], set_name, r.language, rtf_metric, r.rtf)
+    return rows
+
+
 def write_report(
     systems: Mapping[str, str | os.PathLike],
     sets: Sequence[str],
@@ -963,8 +1079,11 @@ def write_report(
     rtf: str | os.PathLike | None = None,
     title: str = "DistillW2V2",
 ) -> Path:
-    """Load the inputs (systems: label → system dir, in table order) and write the Markdown."""
-    text = render_report(collect(systems, sets, rtf), title)
+    """Load the inputs (systems: label → system dir, in table order) and write the Markdown and
+    RESULTS.json beside it."""
+    data = collect(systems, sets, rtf)
+    text = render_report(data, title)
     out = Path(out)
+    write_results_json(result_rows(data), results_json_path(out))
     atomic_write_text(out, text)
     return out

@@ -13,7 +13,8 @@ The gap closed by system ``x`` is ``(WER_small − WER_x) / (WER_small − WER_l
 per language and on the domain average (the macro average over the languages and sets of a
 domain). A gap that is zero or negative (the small model is not worse) or not finite makes the
 cell "n/a", explained by a note below the table. Output is a Markdown section (``##`` heading)
-meant to be inserted into RESULTS.md, and a PNG bar chart of the gate usage, written atomically.
+meant to be inserted into RESULTS.md, a PNG bar chart of the gate usage, and RESULTS.json beside
+the Markdown (every number of the tables; :func:`result_rows`), written atomically.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ from pathlib import Path
 from speechkd.errors import ConfigError, DataError
 from speechkd.eval.markdown import md_table
 from speechkd.eval.report_inputs import PARAM_KEYS, load_json_object, load_params
+from speechkd.eval.results_json import (
+    ALL,
+    ResultRows,
+    results_json_path,
+    stable_name,
+    unique_names,
+    write_results_json,
+)
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_path, atomic_write_text
 
@@ -630,6 +639,85 @@ def _seconds(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
+# ---------------------------------------------------------------------------------------------
+# RESULTS.json
+# ---------------------------------------------------------------------------------------------
+
+PARAM_METRICS = {
+    "total": "params",
+    "trainable": "params_trainable",
+    "inference": "params_inference",
+}
+KD_ONLINE = "kd_teacher_online"
+KD_CACHE = "kd_teacher_cache"
+
+
+def result_system_names(names: Iterable[str], small: str, large: str) -> dict[str, str]:
+    """Stable names: ``teacher`` (the large reference), ``zero_shot`` (the small one, the student
+    before adaptation), any other system its name lower-case with underscores."""
+    return unique_names(
+        {
+            n: "teacher" if n == large else "zero_shot" if n == small else stable_name(n)
+            for n in names
+        }
+    )
+
+
+def result_rows(
+    scores: Mapping[str, Mapping[str, SetScores]],
+    small: str,
+    large: str,
+    domains: Sequence[Domain],
+    params: Mapping[str, Mapping[str, int]] | None = None,
+    gate_usage: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+    kd_cost: KDCost | None = None,
+) -> ResultRows:
+    """The numbers of every table: error rates (per language, ``all``: the set's average and,
+    for a domain of several sets, the domain's as set), ``gap_closed`` (%), parameter counts,
+    ``gate_share`` (%) and the teacher-cache timings."""
+    names = result_system_names(scores, small, large)
+    rows = ResultRows()
+    for name, own in scores.items():
+        system = names[name]
+        for set_name, s in own.items():
+            for lang, rate in s.per_language.items():
+                rows.add(system, set_name, lang, s.metric, rate)
+            rows.add(system, set_name, ALL, s.metric, s.average)
+        for d in domains:
+            if len(d.sets) > 1:
+                metrics = {own[set_name].metric for set_name in d.sets}
+                metric = metrics.pop() if len(metrics) == 1 else "error_rate"
+                rows.add(system, d.name, ALL, metric, domain_average(own, d))
+    for name, cells in compute_gap_table(scores, small, large, domains).cells.items():
+        for (group, lang), cell in cells.items():
+            set_name, language = (group, ALL) if lang == "avg" else (group, lang)
+            rows.add(names[name], set_name, language, "gap_closed", cell.value)
+    base = (params or {}).get(small)
+    for name, p in (params or {}).items():
+        for key, metric in PARAM_METRICS.items():
+            rows.add(names[name], ALL, ALL, metric, p[key])
+        if base is not None:
+            extra = p["inference"] - base["inference"]
+            rows.add(names[name], ALL, ALL, "params_inference_extra", extra)
+    if gate_usage:
+        gate_names = unique_names(
+            {label: names.get(label, stable_name(label)) for label in gate_usage}
+        )
+        languages, series = gate_bars(gate_usage, domains)
+        for label, set_name, _, values in series:
+            for lang, value in zip(languages, values, strict=True):
+                rows.add(gate_names[label], set_name, lang, "gate_share", value)
+            present = [v for v in values if not math.isnan(v)]
+            rows.add(gate_names[label], set_name, ALL, "gate_share", _mean(present))
+    if kd_cost is not None:
+        rows.add(KD_ONLINE, "train", ALL, "seconds_per_epoch", kd_cost.online_epoch_s)
+        rows.add(KD_CACHE, "train", ALL, "seconds_per_epoch", kd_cost.cached_epoch_s)
+        rows.add(KD_CACHE, "train", ALL, "cache_build_seconds", kd_cost.cache_build_s)
+        rows.add(KD_CACHE, "train", ALL, "speedup_per_epoch", kd_cost.speedup_per_epoch)
+        rows.add(KD_CACHE, "train", ALL, "speedup_total", kd_cost.speedup_total)
+    return rows
+
+
 def make_domains(in_domain: Sequence[str], out_of_domain: Sequence[str]) -> list[Domain]:
     """In- and out-of-domain groups; each set in at most one, at least one set in all."""
     if not in_domain and not out_of_domain:
@@ -661,7 +749,8 @@ def write_report(
     gate_part: str = "all",
     kd_cost: KDCost | None = None,
 ) -> Path:
-    """Load every input, write the gate plot (if gate systems are given) and the Markdown.
+    """Load every input, write the gate plot (if gate systems are given), RESULTS.json beside
+    ``out`` and the Markdown.
 
     ``systems`` is name → decode dir, in table order; ``params`` name → params.json. The plot is
     linked from the Markdown by its path relative to the directory of ``out``.
@@ -687,5 +776,7 @@ def write_report(
     text = render_report(
         scores, small, large, domains, loaded_params, usage, link, title, gate_part, kd_cost
     )
+    rows = result_rows(scores, small, large, domains, loaded_params, usage, kd_cost)
+    write_results_json(rows, results_json_path(out))
     atomic_write_text(out, text)
     return out

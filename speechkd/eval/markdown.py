@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 
@@ -21,3 +22,22 @@ def md_table(header: Sequence[object], rows: Iterable[Sequence[object]]) -> list
 def md_text(header: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
     """The table as one string."""
     return "\n".join(md_table(header, rows))
+
+
+def md_parse_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the first table in ``text`` (cells stripped, ``\\|`` unescaped);
+    ``([], [])`` when it has none."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.strip().startswith("|"):
+            lines.append(line.strip())
+        elif lines:
+            break
+    if len(lines) < 2:
+        return [], []
+
+    def cells(line: str) -> list[str]:
+        inner = line[1:-1] if line.endswith("|") and not line.endswith("\\|") else line[1:]
+        return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
+
+    return cells(lines[0]), [cells(line) for line in lines[2:]]

@@ -29,8 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
-from speechkd.eval.markdown import md_table
+from speechkd.eval.markdown import md_parse_table, md_table
 from speechkd.eval.report_inputs import load_json_object
+from speechkd.eval.results_json import (
+    ALL,
+    ResultRows,
+    results_json_path,
+    stable_name,
+    unique_names,
+    write_results_json,
+)
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_write_text
 
@@ -193,13 +201,20 @@ class Group:
     name: str
     sets: list[str]
     systems: list[System] = field(default_factory=list)
+    _rates: dict[str, dict[str, dict[str, float]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def rates(self) -> dict[str, dict[str, dict[str, float]]]:
-        """``{system: {set: {metric: rate}}}``."""
-        return {
-            s.name: {set_name: load_error_rates(s.decode_dir, set_name) for set_name in self.sets}
-            for s in self.systems
-        }
+        """``{system: {set: {metric: rate}}}`` (scored once, then reused)."""
+        if self._rates is None:
+            self._rates = {
+                s.name: {
+                    set_name: load_error_rates(s.decode_dir, set_name) for set_name in self.sets
+                }
+                for s in self.systems
+            }
+        return self._rates
 
 
 def build_group(
@@ -451,8 +466,125 @@ def render_report(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write_report(out: str | os.PathLike, text: str) -> Path:
+# ---------------------------------------------------------------------------------------------
+# RESULTS.json
+# ---------------------------------------------------------------------------------------------
+
+# the recipe's labels (and system names) → stable names
+RESULT_NAMES = {
+    "Whisper zero-shot": "zero_shot",
+    "zeroshot": "zero_shot",
+    "Whisper FFT": "fft",
+    "ft": "fft",
+    "Whisper LoRA": "lora",
+    "Whisper LTH": "lth",
+    "Whisper LTH-FT": "lth_ft",
+    "PEPSI": "pepsi",
+}
+
+
+def result_name(label: str) -> str:
+    """The stable name of a system label (``Whisper LTH-FT`` → ``lth_ft``)."""
+    return RESULT_NAMES.get(label, stable_name(label))
+
+
+def _pct_name(pct: float) -> str:
+    return f"{pct:g}".replace(".", "_")
+
+
+def _group_rows(rows: ResultRows, group: Group, language: str, param_set: str) -> None:
+    names = unique_names({s.name: result_name(s.name) for s in group.systems})
+    rates = group.rates()
+    for system in group.systems:
+        name, p = names[system.name], system.params
+        for set_name, per_metric in rates[system.name].items():
+            for metric, value in per_metric.items():
+                rows.add(name, set_name, language, metric, value)
+        rows.add(name, param_set, language, "params", p.total)
+        rows.add(name, param_set, language, "params_trainable", p.trainable)
+        rows.add(name, param_set, language, "params_inference", p.inference)
+        if p.inference is not None and p.total:
+            rows.add(name, param_set, language, "params_alive_pct", 100.0 * p.inference / p.total)
+
+
+def _subnet_rows(rows: ResultRows, points: Sequence[SubnetPoint], sets: Sequence[str]) -> None:
+    for p in points:
+        system = f"ticket_{stable_name(p.pruned_on)}_pruned_{_pct_name(p.pct)}"
+        for set_base in sets:
+            set_name = f"{set_base}_{p.language}"
+            rates = load_error_rates(p.decode_dir, set_name, both=False)
+            for metric, value in rates.items():
+                rows.add(system, set_name, p.language, metric, value)
+
+
+def _alive_rows(rows: ResultRows, language: str, history: Mapping) -> None:
+    from speechkd.eval.pruning_plots import alive_table
+
+    groups, rounds, alive = alive_table(history)
+    by_round = {int(r["round"]): r for r in history["rounds"]}
+    for j, round_index in enumerate(rounds):
+        system = f"imp_round_{round_index}"
+        sparsity = by_round[round_index].get("sparsity")
+        if sparsity is not None:
+            rows.add(system, ALL, language, "pruned_pct", 100.0 * float(sparsity))
+        for i, group in enumerate(groups):
+            rows.add(system, ALL, language, f"alive_pct_{group}", float(alive[i, j]))
+
+
+def _figure_rows(rows: ResultRows, table: str) -> None:
+    """A ``pruning_plots prune-curve --table``: per prune %, ``<set> [<language>] <METRIC>``."""
+    header, body = md_parse_table(table)
+    for cells in body:
+        try:
+            level = float(cells[0])
+        except (ValueError, IndexError):
+            continue
+        for label, cell in zip(header[1:], cells[1:], strict=False):
+            words = label.split()
+            if len(words) not in (2, 3) or cell in ("", DASH):
+                continue
+            try:
+                value = float(cell)
+            except ValueError:
+                continue
+            language = words[1] if len(words) == 3 else ALL
+            system = f"imp_pruned_{_pct_name(level)}"
+            rows.add(system, words[0], language, words[-1].lower(), value)
+
+
+def result_rows(
+    groups: Sequence[Group],
+    transfer: Group | None = None,
+    transfer_language: str | None = None,
+    subnet: Sequence[SubnetPoint] = (),
+    subnet_sets: Sequence[str] = (),
+    alive: Sequence[tuple[str, Mapping, str | None]] = (),
+    figures: Sequence[tuple[str, str, str | None]] = (),
+) -> ResultRows:
+    """The numbers of every table: per language (the group), ``cer``/``wer`` per set and the
+    parameter counts (set ``all``); the transfer systems on their sets (language
+    ``transfer_language``, parameters under the set named by the transfer corpus); Table 1's
+    tickets ``ticket_<pruned on>_pruned_<pct>``; Fig. 3b's ``imp_round_<n>`` (``alive_pct_<layer
+    group>``, ``pruned_pct``; language: the IMP's); Fig. 4's ``imp_pruned_<pct>``."""
+    rows = ResultRows()
+    for group in groups:
+        _group_rows(rows, group, group.name, ALL)
+    if transfer is not None:
+        _group_rows(rows, transfer, transfer_language or ALL, transfer.name)
+    _subnet_rows(rows, subnet, subnet_sets)
+    for language, history, _ in alive:
+        _alive_rows(rows, language, history)
+    for _, _, table in figures:
+        if table:
+            _figure_rows(rows, table)
+    return rows
+
+
+def write_report(out: str | os.PathLike, text: str, rows: ResultRows) -> Path:
+    """Write the Markdown section ``text`` to ``out`` and ``rows`` to RESULTS.json beside it,
+    atomically (nothing when a row is bad)."""
     out = Path(out)
+    write_results_json(rows, results_json_path(out))
     atomic_write_text(out, text)
     return out
 
@@ -468,5 +600,6 @@ __all__ = [
     "load_error_rates",
     "load_params",
     "render_report",
+    "result_rows",
     "write_report",
 ]

@@ -15,22 +15,32 @@ Output is a Markdown section (``##`` heading) for ``speechkd.bin.write_results -
 a table per method (trainable parameters and %, error rate per test set, in-domain first, the
 lowest of each column in bold), the change of every method against the baseline (zero-shot) with
 a list of the methods that lowered / raised each set's error rate, the rank distribution and the
-parameter table.
+parameter table; and RESULTS.json beside it with every number of those tables
+(:func:`result_rows`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
-from speechkd.eval.markdown import md_table
+from speechkd.eval.markdown import md_parse_table, md_table
 from speechkd.eval.pruning_plots import GROUP_TITLES, SHORT_NAMES
 from speechkd.eval.report_inputs import load_json_object
 from speechkd.eval.report_inputs import load_params as load_model_params
+from speechkd.eval.results_json import (
+    ALL,
+    ResultRows,
+    results_json_path,
+    stable_name,
+    unique_names,
+    write_results_json,
+)
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.whisper.s2lora import ROW_ORDER, S2LORA_GROUPS
@@ -48,6 +58,12 @@ class SetRate:
     metric: str
     rate: float
     utterances: int
+    languages: tuple[str, ...] = ()
+
+    @property
+    def language(self) -> str:
+        """The set's language code, ``all`` when it holds several (or none is recorded)."""
+        return self.languages[0] if len(self.languages) == 1 else ALL
 
 
 def load_set_rate(decode_dir: str | os.PathLike, set_name: str) -> SetRate:
@@ -66,7 +82,8 @@ def load_set_rate(decode_dir: str | os.PathLike, set_name: str) -> SetRate:
         counts = ErrorCounts.from_dict(totals)
     except (KeyError, TypeError) as err:
         raise DataError(f"{path}: 'totals' lacks the count {err}") from None
-    return SetRate(set_name, str(metric), counts.rate, counts.snt)
+    languages = payload.get("languages") or list(payload.get("per_language") or {})
+    return SetRate(set_name, str(metric), counts.rate, counts.snt, tuple(str(x) for x in languages))
 
 
 def load_params(path: str | os.PathLike) -> dict[str, int]:
@@ -312,6 +329,96 @@ def render_report(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+# ---------------------------------------------------------------------------------------------
+# RESULTS.json
+# ---------------------------------------------------------------------------------------------
+
+# the recipe's labels (the paper's names) → stable names
+RESULT_NAMES = {
+    "Zero-shot": "zero_shot",
+    "zeroshot": "zero_shot",
+    "Full-FT": "full",
+    "LoRA": "lora",
+    "AdaLoRA": "adalora",
+    "AdaLoRA (r 8→4)": "adalora_fig3",
+    "α-LoRA": "alpha_lora",
+    "BitFit": "bitfit",
+    "IA3": "ia3",
+    "GLoRA": "glora",
+    "S2-LoRA": "s2lora",
+}
+
+
+def result_name(label: str) -> str:
+    """The stable name of a system label (``α-LoRA`` → ``alpha_lora``)."""
+    return RESULT_NAMES.get(label, stable_name(label))
+
+
+def _number(cell: str) -> float | int | None:
+    text = cell.replace(",", "").replace("%", "").strip()
+    if re.fullmatch(r"\d+", text):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def param_table_rows(text: str) -> ResultRows:
+    """The numbers of the ``peft_param_table`` Table-2 block: per method, ``params_trainable``,
+    ``params_trainable_pct``, its ``paper_params_trainable_pct`` and ``params`` (the Whisper
+    total), each suffixed with the model (``_whisper_medium``)."""
+    block = table2_part(text)
+    size = re.search(r"whisper-([\w.-]+)", block.splitlines()[0] if block else "")
+    suffix = f"_whisper_{stable_name(size.group(1))}" if size else "_param_table"
+    metrics = ("params_trainable", "params_trainable_pct", "paper_params_trainable_pct", "params")
+    rows = ResultRows()
+    for cells in md_parse_table(block)[1]:
+        for metric, cell in zip(metrics, cells[1:], strict=False):
+            rows.add(result_name(cells[0]), ALL, ALL, metric + suffix, _number(cell))
+    return rows
+
+
+def result_rows(
+    results: Sequence[SystemResult],
+    baseline: str | None = None,
+    ranks: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
+    param_table: str | None = None,
+) -> ResultRows:
+    """The numbers of every table: error rate per set (``wer`` / ``cer``; the set's language or
+    ``all``), parameter counts, the change against the baseline (``<metric>_change``), the mean
+    rank and rank-0 layers per matrix (set ``all``) and the ``peft_param_table`` numbers."""
+    names = unique_names({r.name: result_name(r.name) for r in results})
+    base = next((r for r in results if r.name == baseline), None)
+    rows = ResultRows()
+    for r in results:
+        system = names[r.name]
+        for s in r.rates.values():
+            rows.add(system, s.set_name, s.language, s.metric, s.rate)
+            if base is not None and r is not base:
+                change = s.rate - base.rates[s.set_name].rate
+                rows.add(system, s.set_name, s.language, f"{s.metric}_change", change)
+        if r.params is not None:
+            rows.add(system, ALL, ALL, "params", r.params["total"])
+            rows.add(system, ALL, ALL, "params_trainable", r.params["trainable"])
+            rows.add(system, ALL, ALL, "params_trainable_pct", r.trainable_percent)
+    rank_names = unique_names({method: result_name(method) for method in ranks or {}})
+    for method, per_matrix in (ranks or {}).items():
+        for matrix, values in per_matrix.items():
+            if values:
+                key = stable_name(matrix)
+                rows.add(rank_names[method], ALL, ALL, f"mean_rank_{key}", _mean(values))
+                zero = sum(v == 0 for v in values)
+                rows.add(rank_names[method], ALL, ALL, f"rank0_layers_{key}", zero)
+    if param_table:
+        rows += param_table_rows(param_table)
+    return rows
+
+
+def _mean(values: Sequence[int]) -> float:
+    return sum(values) / len(values)
+
+
 def make_sets(in_domain: Sequence[str], out_of_domain: Sequence[str]) -> list[str]:
     """Every set once, in-domain first; at least one."""
     sets = [*in_domain, *out_of_domain]
@@ -335,7 +442,8 @@ def write_report(
     param_table: str | os.PathLike | None = None,
     title: str = "S2-LoRA",
 ) -> Path:
-    """Load every input and write the Markdown section atomically to ``out``.
+    """Load every input and write the Markdown section atomically to ``out`` and RESULTS.json
+    beside it.
 
     ``systems`` is name → decode dir, in table order; ``params`` name → params.json. The rank
     plot is linked by its path relative to the directory of ``out``.
@@ -371,5 +479,7 @@ def write_report(
             raise DataError(f"{path}: parameter table not found")
         table = path.read_text(encoding="utf-8")
     text = render_report(results, in_domain, out_of_domain, baseline, ranks, link, table, title)
+    rows = result_rows(results, baseline, ranks, table)
+    write_results_json(rows, results_json_path(out))
     atomic_write_text(out, text)
     return out

@@ -24,8 +24,8 @@ Degradation is ``100 (B - X) / B``. The paper's numbers (MuST-C tst-COMMON, 12-1
 stand beside each system with a counterpart; the teacher's BLEU[sph] is Table 4's 28.38 (Table 3
 prints 29.75, but its degradations are computed from 28.38).
 
-Output: a Markdown section (``##`` heading) for ``speechkd.bin.write_results --section``, written
-atomically.
+Output: a Markdown section (``##`` heading) for ``speechkd.bin.write_results --section`` and
+RESULTS.json beside it with every number of its tables (:func:`result_rows`), written atomically.
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ from speechkd.eval.report_inputs import (  # noqa: F401  (parse_system_spec: the
     parse_system_spec,
     parse_system_specs,
 )
+from speechkd.eval.results_json import (
+    ALL,
+    ResultRows,
+    results_json_path,
+    stable_name,
+    unique_names,
+    write_results_json,
+)
 from speechkd.utils.atomic import atomic_write_text
 
 DASH = "–"
@@ -60,6 +68,7 @@ TIE = 0.005
 NOISE_BLEU = 1.0
 
 # The paper's BLEU (speech input, text input) on MuST-C v2 tst-COMMON.
+PAPER_SET = "tst-COMMON"
 PAPER_TEACHER = (28.38, 32.94)
 PAPER_C: dict[tuple[str, str], tuple[float, float]] = {  # Table 3: (depths, init)
     ("6-6-6", "teacher"): (23.1, 31.18),
@@ -749,6 +758,93 @@ def render_report(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+# ---------------------------------------------------------------------------------------------
+# RESULTS.json
+# ---------------------------------------------------------------------------------------------
+
+RESULT_INITS = {"teacher": "finetuned", "pretrained": "pretrained"}
+
+
+def result_system_names(systems: Sequence[StSystem]) -> dict[str, str]:
+    """Stable names after the paper's tables: ``b`` (the teacher); ``c_finetuned`` /
+    ``c_pretrained`` (``c_<S_T_D>_<init>`` when several C share an init); a KD student its
+    scheme (``kd_res`` …); a training scheme ``module`` / ``task`` / ``all``; an M* ``m_star_``
+    and its base's name. Label → name."""
+    by_name = {s.name: s for s in systems}
+    inits = [s.init for s in systems if s.role == "c"]
+
+    def proposed(s: StSystem) -> str:
+        if s.role == "teacher":
+            return "b"
+        if s.role == "c" and s.init in RESULT_INITS:
+            init = RESULT_INITS[s.init]
+            return f"c_{init}" if inits.count(s.init) == 1 else f"c_{stable_name(s.depths)}_{init}"
+        if s.role in ("kd", "scheme") and s.scheme:
+            return stable_name(s.scheme)
+        if s.role == "finetune" and s.base in by_name:
+            return "m_star_" + proposed(by_name[str(s.base)])
+        return stable_name(s.name)
+
+    return unique_names({s.label: proposed(s) for s in systems})
+
+
+def result_rows(
+    systems: Sequence[StSystem],
+    sets: Sequence[str],
+    params: Mapping[str, Any] | None = None,
+    best: Mapping[str, Any] | None = None,
+    language: str = "de",
+) -> ResultRows:
+    """The numbers of every table: per set, ``bleu_sph`` / ``bleu_txt`` and ``degradation_sph``
+    / ``degradation_txt`` (%, against B); the paper's BLEU (``paper_bleu_*`` on tst-COMMON);
+    the trained systems' ``params`` and ``params_pct_of_b``; Table 1's models (``arch_<model>``);
+    the dev BLEU that chose the best KD student."""
+    names = result_system_names(systems)
+    by_name = {s.name: s for s in systems}
+    teacher = next((s for s in systems if s.role == "teacher"), None)
+    rows = ResultRows()
+    for s in systems:
+        system = names[s.label]
+        for set_name in sets:
+            for modality in INPUTS:
+                value = s.bleu(set_name, modality)
+                rows.add(system, set_name, language, f"bleu_{modality}", value)
+                if teacher is not None and s is not teacher:
+                    deg = degradation(value, teacher.bleu(set_name, modality))
+                    rows.add(system, set_name, language, f"degradation_{modality}", deg)
+        paper = paper_bleu(s, by_name)
+        for modality, value in zip(INPUTS, paper or (), strict=False):
+            rows.add(system, PAPER_SET, language, f"paper_bleu_{modality}", value)
+        rows.add(system, ALL, ALL, "params", s.params)
+        if teacher is not None and teacher.params and s.params is not None:
+            rows.add(system, ALL, ALL, "params_pct_of_b", 100.0 * s.params / teacher.params)
+    for model, entry in ((params or {}).get("models") or {}).items():
+        system = f"arch_{stable_name(model)}"
+        counts = entry.get("counts") or {}
+        for key in ("total", "embedded", "non_embedded"):
+            rows.add(
+                system, ALL, ALL, "params" if key == "total" else f"params_{key}", counts.get(key)
+            )
+        rows.add(system, ALL, ALL, "params_pct", entry.get("total_pct"))
+        rows.add(system, ALL, ALL, "params_non_embedded_pct", entry.get("non_embedded_pct"))
+        for key in ("total", "non_embedded"):
+            value = (entry.get("paper") or {}).get(key)
+            metric = "paper_params" if key == "total" else f"paper_params_{key}"
+            rows.add(system, ALL, ALL, metric, None if value is None else round(value * 1e6))
+    if best is not None and best.get("set", "dev") not in sets:
+        for name, value in (best.get("bleu") or {}).items():
+            if name in by_name:
+                metric = f"bleu_{best.get('input', 'sph')}"
+                rows.add(
+                    names[by_name[name].label],
+                    best.get("set", "dev"),
+                    language,
+                    metric,
+                    float(value),
+                )
+    return rows
+
+
 def training_commands(system: StSystem) -> list[str]:
     """The fairseq-train command lines of a system (the first line of each ``log/train.log`` the
     job launcher wrote; a scheme's three stages in order)."""
@@ -792,14 +888,18 @@ def write_report(
     title: str = "Joint speech/text ST KD",
     scheme_dir: str | os.PathLike = SCHEME_DIR,
     results_meta: bool = False,
+    language: str = "de",
 ) -> Path:
-    """Load the inputs, render the report and write it atomically to ``out`` (and, with
-    ``results_meta``, each system's ``results_meta.json``)."""
+    """Load the inputs, render the report and write it atomically to ``out`` with RESULTS.json
+    beside it (BLEU rows in the target ``language``), and, with ``results_meta``, each system's
+    ``results_meta.json``."""
     systems = load_systems(specs, sets, scheme_dir)
     params_data = load_json_object(Path(params), "parameter table") if params else None
     best_data = load_json_object(Path(best), "best KD student") if best else None
     text = render_report(systems, sets, params_data, best_data, title)
     out = Path(out)
+    rows = result_rows(systems, sets, params_data, best_data, language)
+    write_results_json(rows, results_json_path(out))
     atomic_write_text(out, text)
     if results_meta:
         write_results_meta(systems)
