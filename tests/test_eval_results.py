@@ -188,6 +188,12 @@ def test_sections_after_method_tables(tmp_path: Path) -> None:
     assert "\n## DistilWhisper\n" not in plain.read_text(encoding="utf-8")
     with pytest.raises(DataError, match=r"missing\.md: section file not found"):
         write_results([exp], out, env=ENV, git=GIT, section_files=[tmp_path / "missing.md"])
+    # the RESULTS.json of a section (its report's numbers) goes beside RESULTS.md
+    assert not (out.parent / "RESULTS.json").exists()
+    row = {"system": "ft", "set": "test", "language": "ca", "metric": "wer", "value": 12.5}
+    (section_dir / "RESULTS.json").write_text(json.dumps([row]), encoding="utf-8")
+    write_results([exp], out, env=ENV, git=GIT, section_files=[section, second])
+    assert json.loads((out.parent / "RESULTS.json").read_text(encoding="utf-8")) == [row]
     # the CLI option
     args = ["--exp-dir", str(exp), "--out", str(tmp_path / "cli.md"), "--section", str(second)]
     assert main([*args, "--repo-dir", str(tmp_path)]) == 0

@@ -38,7 +38,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--section",
         action="append",
         default=[],
-        help="a Markdown file inserted after the per-method tables (repeatable, in order)",
+        help="a Markdown file inserted after the per-method tables (repeatable, in order); "
+        "the RESULTS.json beside it goes into RESULTS.json beside --out",
     )
     parser.add_argument(
         "--repo-dir", default=".", help="git checkout whose revision is reported (default: .)"

@@ -7,7 +7,8 @@ the path. The document has: environment and git revision, an experiments table, 
 commands, per-method tables (per-language WER/CER columns with the average; BLEU/chrF with the
 sacrebleu signature), extra Markdown sections read from files (e.g. a method's report made by
 ``speechkd.bin.distilwhisper_report``) and an sclite-style table per set. Ordering is
-deterministic.
+deterministic. The RESULTS.json written beside each section by its report are merged into one
+beside RESULTS.md.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from speechkd.errors import DataError
 from speechkd.eval.decode_files import sclite_row
 from speechkd.eval.markdown import md_cell, md_table
+from speechkd.eval.results_json import merge_results_json
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_write_text
 
@@ -361,7 +363,8 @@ def write_results(
     """Collect scores under ``exp_dirs`` and write RESULTS.md atomically to ``out``.
 
     ``section_files`` are Markdown files inserted, in the given order, after the per-method
-    tables.
+    tables; the RESULTS.json files beside them are merged into RESULTS.json beside ``out``
+    (:func:`speechkd.eval.results_json.merge_results_json`).
     """
     from speechkd.eval.env import collect_environment, git_revision
 
@@ -374,4 +377,5 @@ def write_results(
         entries, env, git, title=title, extra_commands=commands, extra_sections=sections
     )
     atomic_write_text(out, text)
+    merge_results_json(section_files, out)
     return Path(out)
