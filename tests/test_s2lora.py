@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from speechkd.errors import ConfigError
+from speechkd.whisper.data import DurationBatchSampler
 from speechkd.whisper.params import build_whisper, small_whisper_config
 from speechkd.whisper.peft_methods import apply_peft, merge_peft, peft_regularization
 from speechkd.whisper.s2lora import (
+    DEFAULT_ALPHA1,
     S2LoraLinear,
     rank_matrices,
     s2lora_layers,
@@ -15,6 +18,8 @@ from speechkd.whisper.s2lora import (
     s2lora_regularizer,
     shared_pairs,
 )
+from speechkd.whisper.trainer import TrainerConfig, WhisperTrainer
+from tests.test_whisper_trainer import cuts, dataset_for, tiny_model, tokenizer  # noqa: F401
 
 D_MODEL, FFN, LAYERS = 64, 128, 2
 
@@ -69,8 +74,18 @@ def test_init_is_identity_and_shapes_follow_transpose():
     for layer in s2lora_layers(model).values():
         assert torch.count_nonzero(layer.s2lora_s) == 0
         assert layer.delta_weight().shape == layer.base_layer.weight.shape
-    pair = shared_pairs(model)["enc_sam"]
-    assert 0.015 < float(pair.A.detach().std()) < 0.025  # N(0, 0.02)
+    # unit-norm rows of A and columns of B (std 1/sqrt(d)): the scale of singular vectors
+    for pair in shared_pairs(model).values():
+        assert pair.A.detach().norm(dim=1).mean() == pytest.approx(1.0, abs=0.15)
+        assert pair.B.detach().norm(dim=0).mean() == pytest.approx(1.0, abs=0.15)
+    assert float(shared_pairs(model)["enc_ffm"].B.detach().std()) == pytest.approx(
+        FFN**-0.5, rel=0.1
+    )
+    torch.manual_seed(0)
+    fixed = apply_peft(build_whisper(small_whisper_config(), device="cpu"), "s2lora", init_std=0.02)
+    assert 0.015 < float(shared_pairs(fixed)["enc_sam"].A.detach().std()) < 0.025
+    with pytest.raises(ConfigError, match="init_std"):
+        apply_peft(build_whisper(small_whisper_config(), device="cpu"), "s2lora", init_std=0.0)
 
 
 def test_regularizer_value():
@@ -138,3 +153,73 @@ def test_rank_distribution():
     matrices = rank_matrices(ranks)
     assert matrices["enc_sam"] == [[0, 0], [3, 3], [0, 0], [0, 0]]  # rows q, v, k, o
     assert matrices["dec_ffm"] == [[0, 0], [0, 0]]
+
+
+def _coefficient_gradients(model, tok, cut_set) -> tuple[torch.Tensor, float]:
+    """|dCE/ds| of every coefficient on the synthetic batch, and the L1 weight alpha1/N."""
+    layers = s2lora_layers(model)
+    batch = dataset_for(model, tok)[cut_set]
+    model.train()
+    inputs = {k: batch[k] for k in ("input_features", "decoder_input_ids", "labels")}
+    model(**inputs).loss.backward()
+    for pair in shared_pairs(model).values():  # dW is linear in s: no CE gradient at s = 0
+        assert pair.A.grad is None or not pair.A.grad.any()
+        assert pair.B.grad is None or not pair.B.grad.any()
+    grads = torch.cat([layer.s2lora_s.grad.abs() for layer in layers.values()])
+    model.zero_grad()
+    return grads, DEFAULT_ALPHA1 / len(layers)
+
+
+def test_coefficient_gradient_against_the_l1_weight(tokenizer, cuts) -> None:  # noqa: F811
+    """Why a fixed N(0, 0.02^2) init collapsed on small models: at s = 0 every |dCE/ds_k| is
+    below the L1 weight alpha1/N, so s = 0 is the optimum of CE + L1; unit-norm factors give
+    gradients above it."""
+    fixed, lam = _coefficient_gradients(
+        apply_peft(tiny_model(tokenizer), "s2lora", init_std=0.02), tokenizer, cuts
+    )
+    assert float(fixed.max()) < lam
+    unit, lam = _coefficient_gradients(apply_peft(tiny_model(tokenizer), "s2lora"), tokenizer, cuts)
+    assert float((unit > lam).float().mean()) > 0.1
+    assert float(unit.mean()) > 10 * float(fixed.mean())
+
+
+def _train(model, tok, cut_set, exp_dir, epochs: int) -> None:
+    config = TrainerConfig(
+        exp_dir=str(exp_dir), epochs=epochs, lr=1e-3, progress=False, log_interval=1000
+    )
+    sampler = DurationBatchSampler(cut_set, max_duration=100.0, max_cuts=1, seed=0)
+    trainer = WhisperTrainer(
+        model,
+        config,
+        dataset_for(model, tok),
+        sampler,
+        extra_loss=lambda m, batch, outputs: {"s2lora_reg": peft_regularization(m)},
+    )
+    trainer.fit()
+
+
+def _relative_change(model, start) -> float:
+    """Largest change of an adapted Whisper weight after merging, relative to its largest entry."""
+    merged = dict(merge_peft(model).named_parameters())
+    with torch.no_grad():
+        return max(
+            float((merged[n] - p).abs().max() / p.abs().max())
+            for n, p in start.items()
+            if n.endswith(("_proj.weight", "fc1.weight", "fc2.weight"))
+        )
+
+
+def test_short_training_learns_a_nonzero_update(tokenizer, cuts, tmp_path) -> None:  # noqa: F811
+    """A few steps (lr 1e-3, alpha1 = 0.05, alpha2 = 0.1) give S2-LoRA non-zero ranks and a
+    merged model that differs from the starting one; with the fixed 0.02 init the coefficients
+    only jitter around zero (an update orders of magnitude smaller)."""
+    start = dict(tiny_model(tokenizer).named_parameters())
+    model = apply_peft(tiny_model(tokenizer), "s2lora")
+    _train(model, tokenizer, cuts, tmp_path / "unit", epochs=6)
+    ranks = s2lora_ranks(model)
+    assert sum(ranks.values()) > 0 and max(ranks.values()) > 1
+    change = _relative_change(model, start)
+    assert change > 1e-3
+    fixed = apply_peft(tiny_model(tokenizer), "s2lora", init_std=0.02)
+    _train(fixed, tokenizer, cuts, tmp_path / "fixed", epochs=6)
+    assert _relative_change(fixed, start) < change / 100

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from speechkd.bin import s2lora_report as cli
 from speechkd.errors import ConfigError, DataError
@@ -233,3 +234,89 @@ def test_command_line(exp: Path) -> None:
         )  # fmt: skip
     with pytest.raises(ConfigError, match="expected NAME=DECODE_DIR"):
         cli.main(["--system", "nodir", "--in-domain", "zh_c1", "--out", str(out)])
+
+
+def _model(path: Path, shift: float = 0.0) -> Path:
+    """A save_pretrained-like directory: one safetensors file, weights moved by ``shift``."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path.mkdir(parents=True)
+    weights = {"w": torch.randn(8, 8), "b": torch.randn(8)}
+    save_file({k: v + shift for k, v in weights.items()}, str(path / "model.safetensors"))
+    return path
+
+
+def _name_model(decode: Path, model_dir: Path) -> None:
+    """Record ``model_dir`` in every scores file of ``decode`` (as whisper_decode does)."""
+    for path in decode.glob("scores-*.json"):
+        payload = json.loads(path.read_text())
+        path.write_text(json.dumps({**payload, "model_dir": str(model_dir)}))
+
+
+def test_collapsed_systems_are_called_collapsed(exp: Path) -> None:
+    """A method whose learned update is zero (rank 0 everywhere; merged model equal to the
+    starting model) is reported as collapsed, not as a result."""
+    _name_model(exp / "zeroshot" / "decode", _model(exp / "start"))
+    _name_model(exp / "full" / "decode", _model(exp / "full_model", shift=1e-2))
+    # BitFit: the same weights as the start (bit for bit); S2-LoRA: rank 0 in every matrix
+    for set_name, err in {"zh_c1": 20, "zh_c2": 40, "en": 10}.items():
+        metric = "wer" if set_name == "en" else "cer"
+        write_scores(exp / "bitfit" / "decode", set_name, metric, err, 200)
+    _name_model(exp / "bitfit" / "decode", _model(exp / "bitfit_model"))
+    zero = [
+        {"layer": i, "matrix": m, "rank": 0} for i in (0, 1) for m in ("enc_sam.v", "dec_ffm.fc1")
+    ]
+    (exp / "ranks.json").write_text(json.dumps({"S2-LoRA": zero}))
+    systems = {
+        "Zero-shot": exp / "zeroshot" / "decode",
+        "Full-FT": exp / "full" / "decode",
+        "BitFit": exp / "bitfit" / "decode",
+        "S2-LoRA": exp / "s2lora" / "decode",
+    }
+    text = _report(exp, systems=systems)
+    head = text.split("### Error rates")[0]
+    assert "**Collapsed: BitFit, S2-LoRA.**" in head
+    assert "- BitFit: the merged model equals the starting model (weight change 0.0e+00)" in head
+    assert "- S2-LoRA: rank 0 in all 4 adapted matrices" in head
+    assert "| BitFit (collapsed) | – | – | collapsed | collapsed | collapsed |" in text
+    assert "| S2-LoRA (collapsed) | 200 | 0.02% | collapsed | collapsed | collapsed |" in text
+    # the best of each column among the others (S2-LoRA's own 8.00 and 15.00 are not shown)
+    assert "| Zero-shot | – | – | **10.00** | **20.00** | 5.00 |" in text
+    assert "| S2-LoRA (collapsed) | collapsed | collapsed | collapsed |" in text
+    assert "- collapsed (no update learned, not compared): BitFit, S2-LoRA" in text
+    assert "better than Zero-shot: none; worse: Full-FT" in text
+    assert "S2-LoRA: collapsed, rank 0 in all 4 adapted matrices: it learned no update." in text
+    rows = {r.key: r.value for r in load_results_json(exp / "report" / "RESULTS.json")}
+    assert rows[("s2lora", "all", "all", "collapsed")] == 1
+    assert rows[("bitfit", "all", "all", "collapsed")] == 1
+    assert ("s2lora", "zh_c1", "zh", "cer") not in rows
+    assert ("full", "all", "all", "collapsed") not in rows
+    assert rows[("full", "zh_c1", "zh", "cer")] == pytest.approx(15.0)
+
+
+def test_learned_update_measures() -> None:
+    from speechkd.eval.learned_update import collapse_reason, zero_rank
+
+    assert zero_rank({"enc_sam.v": [0, 0]}) and not zero_rank({"enc_sam.v": [0, 1]})
+    assert not zero_rank({})
+    assert collapse_reason(1e-3) is None and collapse_reason(None, {"a": [2]}) is None
+    assert collapse_reason(5e-7) == (
+        "the merged model equals the starting model (weight change 5.0e-07)"
+    )
+
+
+def test_weight_change_between_models(tmp_path: Path) -> None:
+    from speechkd.eval.learned_update import relative_update
+
+    start = _model(tmp_path / "start")
+    assert relative_update(_model(tmp_path / "same"), start) == 0.0
+    moved = relative_update(_model(tmp_path / "moved", shift=1e-2), start)
+    assert 1e-3 < moved < 1e-1
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other"
+    other.mkdir()
+    save_file({"w": torch.zeros(8, 8)}, str(other / "model.safetensors"))
+    with pytest.raises(DataError, match="different tensors"):
+        relative_update(other, start)

@@ -17,6 +17,11 @@ lowest of each column in bold), the change of every method against the baseline 
 a list of the methods that lowered / raised each set's error rate, the rank distribution and the
 parameter table; and RESULTS.json beside it with every number of those tables
 (:func:`result_rows`).
+
+A system whose learned update is zero (:mod:`speechkd.eval.learned_update`: rank 0 in every
+adapted matrix, or its merged model, found through the ``model_dir`` of its scores files, equal to
+the baseline's) is reported as collapsed: the section opens with it, its error rates read
+"collapsed" in the tables and RESULTS.json has ``collapsed = 1`` instead of its rates.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval.learned_update import collapse_reason, decoded_model_dir, relative_update
 from speechkd.eval.markdown import md_parse_table, md_table
 from speechkd.eval.pruning_plots import GROUP_TITLES, SHORT_NAMES
 from speechkd.eval.report_inputs import load_json_object
@@ -46,6 +52,7 @@ from speechkd.utils.atomic import atomic_write_text
 from speechkd.whisper.s2lora import ROW_ORDER, S2LORA_GROUPS
 
 DASH = "–"
+COLLAPSED = "collapsed"
 ERROR_RATE_METRICS = ("wer", "cer")
 TABLE2_HEADING = "### Trainable parameters"
 
@@ -102,6 +109,7 @@ class SystemResult:
     name: str
     rates: dict[str, SetRate]
     params: dict[str, int] | None = None
+    collapse: str | None = None  # why its learned update is zero (None: it learned one)
 
     @property
     def trainable_percent(self) -> float | None:
@@ -163,14 +171,17 @@ def render_main_table(
     metrics = check_metrics(results, sets)
     header = ["Method", "#Trainable params", "% trainable"]
     header += [f"{s} {metrics[s].upper()}" for s in sets]
-    best = {s: _best([r.rates[s].rate for r in results]) for s in sets}
+    best = {s: _best([r.rates[s].rate for r in results if not r.collapse]) for s in sets}
     rows = []
     for r in results:
         row = [
-            r.name,
+            f"{r.name} ({COLLAPSED})" if r.collapse else r.name,
             format_count(r.params["trainable"] if r.params else None),
             format_percent(r.trainable_percent),
         ]
+        if r.collapse:
+            rows.append(row + [COLLAPSED] * len(sets))
+            continue
         for s in sets:
             text = format_rate(r.rates[s].rate)
             row.append(
@@ -200,10 +211,16 @@ def render_change_table(
         raise ConfigError(f"baseline {baseline!r} is not among the systems {list(by_name)}")
     base = by_name[baseline]
     sets = [*in_domain, *out_of_domain]
-    others = [r for r in results if r.name != baseline]
+    collapsed = [r.name for r in results if r.collapse and r.name != baseline]
+    others = [r for r in results if r.name != baseline and not r.collapse]
     header = ["Method", *(f"Δ {s}" for s in sets)]
     rows = []
-    for r in others:
+    for r in results:
+        if r.name == baseline:
+            continue
+        if r.collapse:
+            rows.append([f"{r.name} ({COLLAPSED})", *[COLLAPSED] * len(sets)])
+            continue
         row = [r.name]
         for s in sets:
             diff = r.rates[s].rate - base.rates[s].rate
@@ -225,6 +242,23 @@ def render_change_table(
         if same:
             parts.append(f"unchanged: {', '.join(same)}")
         lines.append(f"- {s} ({domain}, {base.rates[s].metric.upper()}): " + "; ".join(parts))
+    if collapsed:
+        lines.append(f"- {COLLAPSED} (no update learned, not compared): {', '.join(collapsed)}")
+    return [*lines, ""]
+
+
+def render_collapse_note(results: Sequence[SystemResult]) -> list[str]:
+    """A plain statement of every collapsed system, or nothing."""
+    collapsed = [r for r in results if r.collapse]
+    if not collapsed:
+        return []
+    lines = [
+        f"**{COLLAPSED.capitalize()}: {', '.join(r.name for r in collapsed)}.** These trainings "
+        "learned no update: their decodes are those of the starting model, not results of the "
+        "methods, and their error rates are left out below.",
+        "",
+    ]
+    lines += [f"- {r.name}: {r.collapse}" for r in collapsed]
     return [*lines, ""]
 
 
@@ -301,7 +335,7 @@ def render_report(
     title: str = "S2-LoRA",
 ) -> str:
     """The Markdown section."""
-    lines = [f"## {title}", ""]
+    lines = [f"## {title}", "", *render_collapse_note(results)]
     lines += ["### Error rates and trainable parameters (Table 2)", ""]
     lines += render_main_table(results, in_domain, out_of_domain)
     if baseline is not None:
@@ -318,6 +352,12 @@ def render_report(
                 "",
                 *render_rank_table(ranks),
             ]
+            notes = [
+                f"{method}: {COLLAPSED}, {reason}: it learned no update."
+                for method, per_matrix in ranks.items()
+                if (reason := collapse_reason(None, per_matrix))
+            ]
+            lines += [*notes, ""] if notes else []
     if param_table:
         lines += [
             table2_part(param_table),
@@ -387,17 +427,21 @@ def result_rows(
 ) -> ResultRows:
     """The numbers of every table: error rate per set (``wer`` / ``cer``; the set's language or
     ``all``), parameter counts, the change against the baseline (``<metric>_change``), the mean
-    rank and rank-0 layers per matrix (set ``all``) and the ``peft_param_table`` numbers."""
+    rank and rank-0 layers per matrix (set ``all``) and the ``peft_param_table`` numbers. A
+    collapsed system has ``collapsed`` = 1 (set ``all``) instead of error rates and changes."""
     names = unique_names({r.name: result_name(r.name) for r in results})
     base = next((r for r in results if r.name == baseline), None)
     rows = ResultRows()
     for r in results:
         system = names[r.name]
-        for s in r.rates.values():
-            rows.add(system, s.set_name, s.language, s.metric, s.rate)
-            if base is not None and r is not base:
-                change = s.rate - base.rates[s.set_name].rate
-                rows.add(system, s.set_name, s.language, f"{s.metric}_change", change)
+        if r.collapse:  # no error rates: they are the starting model's
+            rows.add(system, ALL, ALL, COLLAPSED, 1)
+        else:
+            for s in r.rates.values():
+                rows.add(system, s.set_name, s.language, s.metric, s.rate)
+                if base is not None and r is not base:
+                    change = s.rate - base.rates[s.set_name].rate
+                    rows.add(system, s.set_name, s.language, f"{s.metric}_change", change)
         if r.params is not None:
             rows.add(system, ALL, ALL, "params", r.params["total"])
             rows.add(system, ALL, ALL, "params_trainable", r.params["trainable"])
@@ -428,6 +472,24 @@ def make_sets(in_domain: Sequence[str], out_of_domain: Sequence[str]) -> list[st
     if repeated:
         raise ConfigError(f"sets given twice (or both in- and out-of-domain): {repeated}")
     return sets
+
+
+def mark_collapses(
+    results: Sequence[SystemResult],
+    systems: Mapping[str, str | os.PathLike],
+    sets: Sequence[str],
+    baseline: str | None,
+    ranks: Mapping[str, Mapping[str, Sequence[int]]] | None,
+) -> None:
+    """Set ``collapse`` of every system but the baseline whose learned update is zero: rank 0 in
+    every matrix (its ranks, by the same name), or a decoded model equal to the baseline's."""
+    start = decoded_model_dir(systems[baseline], sets) if baseline is not None else None
+    for r in results:
+        if r.name == baseline:
+            continue
+        model_dir = decoded_model_dir(systems[r.name], sets) if start is not None else None
+        update = relative_update(model_dir, start) if model_dir is not None else None
+        r.collapse = collapse_reason(update, (ranks or {}).get(r.name))
 
 
 def write_report(
@@ -464,6 +526,8 @@ def write_report(
         )
         for name, decode_dir in systems.items()
     ]
+    ranks = load_ranks(ranks_json) if ranks_json is not None else None
+    mark_collapses(results, systems, sets, baseline, ranks)
     out = Path(out)
     link = None
     if ranks_plot is not None:
@@ -471,7 +535,6 @@ def write_report(
         if not plot.is_file():
             raise DataError(f"{plot}: rank heatmap not found")
         link = Path(os.path.relpath(plot.resolve(), out.resolve().parent)).as_posix()
-    ranks = load_ranks(ranks_json) if ranks_json is not None else None
     table = None
     if param_table is not None:
         path = Path(param_table)

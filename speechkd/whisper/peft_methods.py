@@ -11,8 +11,8 @@ Method → what trains (defaults; every default is an option of the same name):
 - ``ia3``: peft IA3 vectors scaling the outputs of k, v and fc2 (``feedforward_modules=[]``, so
   fc2's vector is on its output as in the S2-LoRA paper, not on its input).
 - ``glora``: peft GLoRA, r = 8 on q and v (parameterisation in ``glora.py``).
-- ``s2lora``: shared (B_m, A_m) per module group and a coefficient vector per weight
-  (``s2lora.py``).
+- ``s2lora``: shared (B_m, A_m) per module group and a coefficient vector per weight, s = 0 and
+  unit-norm rows of A / columns of B at init (``init_std=None``; ``s2lora.py``).
 - ``pepsi``: peft LoRA, r = 8, lora_alpha = 64, dropout 0.05 on q and v of the decoder's self- and
   cross-attention (whisper-large: 2,621,440 parameters). ``train_base=True`` also trains the
   Whisper weights (PEPSI's lottery-ticket phase, 2 epochs at LR 1e-5).
@@ -170,7 +170,7 @@ def _alpha_lora(model: nn.Module, r: int = 8, init_std: float = 0.02) -> nn.Modu
     return apply_alpha_lora(model, rank=r, init_std=init_std)
 
 
-def _s2lora(model: nn.Module, r: int = 8, init_std: float = 0.02) -> nn.Module:
+def _s2lora(model: nn.Module, r: int = 8, init_std: float | None = None) -> nn.Module:
     return apply_s2lora(model, rank=r, init_std=init_std)
 
 

@@ -8,10 +8,20 @@ only a rank-coefficient vector s_i (r values):
 
 Attention groups adapt q, k, v and out projections (all d_model × d_model). FFN groups adapt fc1
 (ffn × d_model) with the pair as is and fc2 (d_model × ffn) with its transpose,
-ΔW_fc2 = (B_m diag(s) A_m)ᵀ, so one pair serves both. Init: A, B ~ N(0, 0.02²), s = 0.
-Training adds ``s2lora_regularizer``:
+ΔW_fc2 = (B_m diag(s) A_m)ᵀ, so one pair serves both. Training adds ``s2lora_regularizer``:
 α1·(1/N)Σ_i‖s_i‖₁ + α2·Σ_m (1/2r)Σ_k(‖B_m[:,k]‖₂ + ‖A_m[k,:]‖₂), α1 = 0.05, α2 = 0.1
 (the paper's Eq. 4 written for one pair, summed over the five groups).
+
+Init: s = 0 (the model starts as Whisper), A and B Gaussian as in AdaLoRA, each row of A and
+column of B of unit expected norm (std 1/√d_in and 1/√d_out): the singular vectors of the SVD
+form S2-LoRA's coefficients generalise, with s in the units of singular values of ΔW. At
+whisper-medium/large this is AdaLoRA's N(0, 0.02²) scale (1/√1024 = 0.031, 1/√4096 = 0.016);
+``init_std`` sets one fixed std instead. A fixed 0.02 on small models collapses the training:
+∂CE/∂s_k = Σ (x·A_k)(δ·B_k) scales with std², and once it is below the L1 weight α1/N for every
+coefficient, s = 0 is the optimum of CE + L1 (0 is in its subgradient); A and B, which get no
+cross-entropy gradient while s = 0 (ΔW is linear in s), are then shrunk by the α2 term alone
+(under Adam by about the learning rate per step), which lowers ∂CE/∂s further. The merged model
+is the starting one.
 """
 
 from __future__ import annotations
@@ -32,7 +42,6 @@ from speechkd.whisper.peft_layers import (
 
 S2LORA_SHARED_ATTR = "s2lora_shared"
 DEFAULT_RANK = 8
-DEFAULT_INIT_STD = 0.02
 DEFAULT_ALPHA1 = 0.05
 DEFAULT_ALPHA2 = 0.1
 RANK_THRESHOLD = 1e-4
@@ -50,14 +59,21 @@ S2LORA_GROUPS: dict[str, str] = {
 
 
 class SharedLowRankPair(nn.Module):
-    """The shared B (out × r) and A (r × in) of one module group."""
+    """The shared B (out × r) and A (r × in) of one module group.
 
-    def __init__(self, out_features: int, in_features: int, rank: int, init_std: float) -> None:
+    ``init_std`` None: std 1/√out for B and 1/√in for A (unit expected norm of every column of B
+    and row of A); a number: that std for both.
+    """
+
+    def __init__(
+        self, out_features: int, in_features: int, rank: int, init_std: float | None = None
+    ) -> None:
         super().__init__()
         self.B = nn.Parameter(torch.empty(out_features, rank))
         self.A = nn.Parameter(torch.empty(rank, in_features))
-        nn.init.normal_(self.B, mean=0.0, std=init_std)
-        nn.init.normal_(self.A, mean=0.0, std=init_std)
+        unit = init_std is None
+        nn.init.normal_(self.B, mean=0.0, std=out_features**-0.5 if unit else init_std)
+        nn.init.normal_(self.A, mean=0.0, std=in_features**-0.5 if unit else init_std)
 
     @property
     def rank(self) -> int:
@@ -115,15 +131,20 @@ def parse_target(name: str) -> S2LoraTarget | None:
 def apply_s2lora(
     model: nn.Module,
     rank: int = DEFAULT_RANK,
-    init_std: float = DEFAULT_INIT_STD,
+    init_std: float | None = None,
     groups: tuple[str, ...] = tuple(S2LORA_GROUPS),
 ) -> nn.Module:
-    """Add S2-LoRA to a Whisper model in place: only the shared pairs and the s_i train."""
+    """Add S2-LoRA to a Whisper model in place: only the shared pairs and the s_i train.
+
+    ``init_std``: None for unit-norm rows of A and columns of B (see the module docstring).
+    """
     unknown = sorted(set(groups) - set(S2LORA_GROUPS))
     if unknown:
         raise ConfigError(f"s2lora groups {unknown} unknown; choose from {list(S2LORA_GROUPS)}")
     if rank < 1:
         raise ConfigError(f"s2lora rank must be >= 1, got {rank}")
+    if init_std is not None and init_std <= 0:
+        raise ConfigError(f"s2lora init_std must be positive (or None), got {init_std}")
     freeze_all(model)
     shared = nn.ModuleDict()
     for group in groups:
