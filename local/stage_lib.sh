@@ -8,6 +8,25 @@
 # captures the stage's configuration (options, config file contents). A stage is skipped only while
 # all three are unchanged; deleting or editing an output, an input or an option re-runs it.
 # Stamps live in ${stamp_dir:-exp/.stages}/<name>.json. Set force=true to run regardless.
+#
+#   RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")
+# (at the top of a run.sh, before parse_options.sh consumes "$@") is the command line that re-runs
+# the recipe with the same options, quoted for the shell; run.sh appends it to commands.log.
+
+record_command() {  # record_command WORD...: one line that the shell reads back as the WORDs
+  local word quoted line=
+  for word in "$@"; do
+    if [[ $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+      quoted=$word
+    elif [[ $word =~ [^[:print:]] ]]; then
+      printf -v quoted '%q' "$word"  # newlines, tabs: $'...'
+    else
+      quoted="'${word//\'/\'\\\'\'}'"
+    fi
+    line+="${line:+ }$quoted"
+  done
+  printf '%s\n' "$line"
+}
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}

@@ -35,9 +35,36 @@ def option_script(tmp_path: Path) -> Path:
 
 
 def test_parse_options_sets_variables(option_script: Path) -> None:
-    out = _bash(f"bash {option_script} --stop-stage 3 --nj=2 a b", option_script.parent)
+    out = _bash(f"bash {option_script} --stop-stage 3 --nj=2", option_script.parent)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "stage=0 stop_stage=3 use_gpu=false nj=2 rest=a b"
+    assert out.stdout.strip() == "stage=0 stop_stage=3 use_gpu=false nj=2 rest="
+
+
+def test_parse_options_rejects_leftover_arguments(option_script: Path) -> None:
+    out = _bash(f"bash {option_script} --nj 2 a b", option_script.parent)
+    assert out.returncode != 0 and out.stdout == ""
+    assert "unexpected argument(s): 'a' 'b'" in out.stderr
+    # a value with spaces left unquoted: --nj takes "3"; the rest is named, with the fix
+    out = _bash(f"bash {option_script} --nj 3 4 --stage 1", option_script.parent)
+    assert out.returncode != 0
+    assert "unexpected argument(s): '4' '--stage' '1'" in out.stderr
+    assert "--nj got only '3': quote a value with spaces" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ("--stage abc", "option --stage takes an integer, not 'abc'"),
+        ("--stop-stage=1.5", "option --stop-stage takes an integer, not '1.5'"),
+        ("--nj 0", "option --nj takes a positive integer, not '0'"),
+    ],
+)
+def test_parse_options_integer_options(option_script: Path, options: str, message: str) -> None:
+    out = _bash(f"bash {option_script} {options}", option_script.parent)
+    assert out.returncode != 0 and out.stdout == ""
+    assert message in out.stderr
+    ok = _bash(f"bash {option_script} --stage -1 --stop-stage 12", option_script.parent)
+    assert ok.returncode == 0 and "stage=-1 stop_stage=12" in ok.stdout
 
 
 def test_parse_options_unknown_option_lists_valid_ones(option_script: Path) -> None:
@@ -55,6 +82,104 @@ def test_parse_options_config_file_and_booleans(option_script: Path) -> None:
     assert bad.returncode != 0 and "takes true or false" in bad.stderr
     missing = _bash(f"bash {option_script} --config nope.conf", option_script.parent)
     assert missing.returncode != 0 and "nope.conf not found" in missing.stderr
+
+
+def test_help_shows_option_comments_and_stages(tmp_path: Path) -> None:
+    script = tmp_path / "run.sh"
+    script.write_text(
+        "#!/usr/bin/env bash\nset -euo pipefail\n"
+        "stage=0\n"
+        'languages="ca cs"   # languages of the # test sets\n'
+        "corpus_dir=         # the corpus, holding\n"
+        "                    # clips/ and train.tsv\n"
+        "seed=1\n"
+        f". {ROOT}/local/parse_options.sh || exit 1\n"
+        "log() { :; }\n"
+        '# log "Stage 5: a comment, not a stage"\n'
+        'if [ $stage -le 0 ]; then log "Stage 0: prepare $(echo "$languages")"; fi\n'
+        'log "Stage 1: a long announcement split" \\\n  "over two lines"\n'
+        ". ./local/recipes/distill_w2v2.sh  # the shared method stages\n"
+        'log "Stage 100: report"\n'
+    )
+    out = _bash(f"bash {script} --languages en --help", tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    comments = {}
+    for line in lines:
+        if line.startswith("  --"):
+            option, _, comment = line.partition("  # ")
+            comments[option.strip()] = comment
+    assert comments["--languages en"] == "languages of the # test sets"
+    assert comments["--corpus-dir"] == "the corpus, holding clips/ and train.tsv"
+    assert comments["--stage 0"] == "" and comments["--seed 1"] == ""
+    stages = lines[lines.index("Stages (run those from --stage to --stop-stage):") + 1 :]
+    assert stages[:2] == [
+        '  Stage 0: prepare $(echo "$languages")',
+        "  Stage 1: a long announcement split over two lines",
+    ]
+    # the stages of local/recipes/distill_w2v2.sh, where the script sources it
+    assert stages[2].startswith("  Stage 10: ") and stages[-2].startswith("  Stage 18: ")
+    assert stages[-1] == "  Stage 100: report"
+    assert not any("Stage 5" in line for line in stages)
+
+
+def test_every_recipe_help_lists_its_stages() -> None:
+    for run in sorted(ROOT.glob("egs/*/*/run.sh")) + [ROOT / "egs/mini/run.sh"]:
+        out = _bash(f"bash {run} --help", ROOT)
+        assert out.returncode == 0, (run, out.stderr)
+        assert "  --stop-stage 100" in out.stdout, run
+        stages = out.stdout.split("Stages (run those from --stage to --stop-stage):\n")[1]
+        assert "  Stage 0: " in stages and "  Stage 100: " in stages, run
+
+
+RECORD = 'RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")'
+
+
+def test_every_recipe_records_its_command_quoted() -> None:
+    for run in sorted(ROOT.glob("egs/*/*/run.sh")) + [ROOT / "egs/mini/run.sh"]:
+        lines = run.read_text().splitlines()
+        assert sum(line.startswith(RECORD) for line in lines) == 1, run
+        assert not any("$*" in line for line in lines if line.startswith("RUN_COMMAND")), run
+        assert 'echo "$RUN_COMMAND" >> "$expdir/commands.log"' in lines, run
+
+
+def test_recorded_command_reruns_with_the_same_options(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    (recipe / "local").symlink_to(ROOT / "local")
+    run = recipe / "run.sh"
+    run.write_text(
+        "#!/usr/bin/env bash\nset -euo pipefail\n"
+        'RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)\n'
+        f"{RECORD}\n"
+        "stage=0\ntrain_opts=\nnote=\n"
+        '. "$RECIPE_DIR/local/parse_options.sh" || exit 1\n'
+        'echo "$RUN_COMMAND" >> commands.log\n'
+        'printf \'%s|%s|%s\\n\' "$stage" "$train_opts" "$note"\n'
+    )
+    run.chmod(0o755)
+    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT))
+    options = [
+        "--train-opts",
+        "--epochs 2 --lr 1e-3",
+        "--note",
+        'it\'s "quoted" $HOME *',
+        "--stage=3",
+    ]
+    first = subprocess.run(
+        ["./run.sh", *options], cwd=recipe, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == '3|--epochs 2 --lr 1e-3|it\'s "quoted" $HOME *\n'
+    recorded = (recipe / "commands.log").read_text().splitlines()
+    assert recorded[0] == (
+        "./run.sh --train-opts '--epochs 2 --lr 1e-3' "
+        "--note 'it'\\''s \"quoted\" $HOME *' --stage=3"
+    )
+    again = _bash(recorded[0], recipe)  # the recorded line, pasted into a shell
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+    assert (recipe / "commands.log").read_text().splitlines() == [recorded[0]] * 2
 
 
 def test_launch_array_runs_every_task_and_names_failures(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@
 #   of every set, report in $expdir/distilwhisper_$train_size/report.md; stage 100: $results.
 set -euo pipefail
 RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-RUN_COMMAND="./run.sh $*"  # recorded in $expdir/commands.log for RESULTS.md
+RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")  # commands.log
 
 stage=0
 stop_stage=100

@@ -11,7 +11,7 @@
 # (LibriSpeech is already normalised). Method stages 10-18: local/recipes/distill_w2v2.sh.
 set -euo pipefail
 RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-RUN_COMMAND="./run.sh $*"
+RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")  # commands.log
 
 stage=0
 stop_stage=100

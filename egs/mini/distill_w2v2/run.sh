@@ -8,7 +8,7 @@
 #   ./run.sh --settings "M4" --stage 14     # a single setting
 set -euo pipefail
 RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-RUN_COMMAND="./run.sh $*"
+RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")  # commands.log
 
 stage=0
 stop_stage=100

@@ -13,7 +13,7 @@
 # far more (the stand-in wav2vec 2.0 is pre-trained for minutes): see RESULTS.md.
 set -euo pipefail
 RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-RUN_COMMAND="./run.sh $*"
+RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")  # commands.log
 
 stage=0
 stop_stage=100
