@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import importlib
 import io
 import json
@@ -221,6 +222,23 @@ def wrong_rate_validate(ws: Workspace, d: Path) -> tuple[list[str], list[str]]:
     return argv, [str(wav), "8000"]
 
 
+def truncated_manifest(ws: Workspace, d: Path) -> tuple[list[str], list[str]]:
+    cuts = write_cuts(d / "audio", [1.0, 1.0, 1.0])
+    data = cuts.read_bytes()
+    cuts.write_bytes(data[: len(data) // 2])  # a writer killed half-way
+    argv = ["--cuts", str(cuts), "--output-dir", str(d / "fbank"), "--prefix", "x"]
+    return argv + ["--split", "train"], [str(cuts), "truncated manifest"]
+
+
+def corrupt_json_manifest(ws: Workspace, d: Path) -> tuple[list[str], list[str]]:
+    cuts = write_cuts(d / "audio", [1.0, 1.0])
+    lines = gzip.decompress(cuts.read_bytes()).decode().splitlines(keepends=True)
+    lines[1] = lines[1][: len(lines[1]) // 2] + "\n"
+    cuts.write_bytes(gzip.compress("".join(lines).encode()))
+    argv = ["--cuts", str(cuts), "--out", str(d / "out.jsonl.gz"), "--per-language", "all"]
+    return argv + ["--by", "random"], [str(cuts), "line 2 is not valid JSON"]
+
+
 def wrong_rate_features(ws: Workspace, d: Path) -> tuple[list[str], list[str]]:
     cuts = write_cuts(d / "audio", [1.0], sampling_rate=8000)
     argv = ["--cuts", str(cuts), "--output-dir", str(d / "fbank"), "--prefix", "x"]
@@ -331,6 +349,8 @@ CASES = [
     Case("zero-length audio", "validate_data", zero_length_audio),
     Case("8 kHz audio where 16 kHz is expected", "validate_data", wrong_rate_validate),
     Case("8 kHz audio where 16 kHz is expected", "compute_features", wrong_rate_features),
+    Case("truncated manifest (.jsonl.gz cut short)", "compute_features", truncated_manifest),
+    Case("manifest line that is not JSON", "subsample_cuts", corrupt_json_manifest),
     Case("non-UTF-8 transcript file", "validate_data", non_utf8_validate),
     Case("non-UTF-8 text for a BPE model", "prepare_lang", non_utf8_text),
     Case("empty transcript", "validate_data", empty_transcript),

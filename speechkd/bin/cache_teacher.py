@@ -30,8 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from lhotse import CutSet
-
+from speechkd.data.manifest_io import read_cuts
 from speechkd.data.whisper_tokenizer import load_whisper_tokenizer
 from speechkd.errors import ConfigError, DataError
 from speechkd.utils.cli import run_cli
@@ -104,7 +103,7 @@ def run_shard(args: argparse.Namespace, job: int, num_shards: int, command: str)
         default_language=args.default_language,
         amp=args.amp,
     )
-    all_cuts = CutSet.from_file(args.cuts).to_eager()
+    all_cuts = read_cuts(args.cuts)
     cuts = select_cache_shard(all_cuts, job, num_shards)
     done, why = shard_is_complete(directory, spec.fingerprint(), job, len(cuts))
     if done:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
+from speechkd.data.manifest_io import read_cuts
 from speechkd.errors import ConfigError
 from speechkd.eval.decode_files import write_error_rate_files
 from speechkd.eval.intelligibility import ProbeConfig, Units, train_and_decode
@@ -76,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 1 or args.hidden < 1:
         raise ConfigError("--epochs and --hidden must be positive")
     languages = set(args.language) if args.language else None
-    train = _select(CutSet.from_file(args.train), languages, None)
+    train = _select(read_cuts(args.train), languages, None)
     tests = {}
     for item in args.test:
         name, sep, path = item.partition("=")
         if not sep:
             raise ConfigError(f"--test {item!r}: expected NAME=CUTS")
-        tests[name] = _select(CutSet.from_file(path), languages, None)
+        tests[name] = _select(read_cuts(path), languages, None)
     logger.info(
         "training on %d cuts; testing on %s", len(train), {k: len(v) for k, v in tests.items()}
     )

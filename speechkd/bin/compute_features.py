@@ -42,6 +42,7 @@ from speechkd.data.features import (
     check_sampling_rates,
     compute_and_store,
 )
+from speechkd.data.manifest_io import read_cuts
 from speechkd.errors import ConfigError, DataError
 from speechkd.utils.atomic import save_manifest
 from speechkd.utils.cli import run_cli
@@ -96,7 +97,7 @@ def compute(
     sampling_rate: int = 16000,
 ) -> Path:
     """Compute features for all cuts or one shard; returns the written manifest path."""
-    cuts = CutSet.from_file(cuts_file).to_eager()
+    cuts = read_cuts(cuts_file)
     job = None
     if shard is not None:
         job, num_shards = shard
@@ -127,7 +128,7 @@ def merge(output_dir: Path, prefix: str, split: str, num_shards: int) -> Path:
         raise DataError(f"cannot merge {num_shards} shards: missing {', '.join(missing)}")
     cuts = []
     for path in shard_files:
-        cuts.extend(CutSet.from_file(path))
+        cuts.extend(read_cuts(path))
     ids = [c.id for c in cuts]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)

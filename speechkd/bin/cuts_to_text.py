@@ -16,8 +16,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from lhotse import load_manifest_lazy
-
+from speechkd.data.manifest_io import open_cuts_lazy
 from speechkd.errors import DataError
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.cli import run_cli
@@ -41,7 +40,7 @@ def cuts_text(paths: Sequence[str | Path], language: str | None = None) -> list[
     for path in paths:
         if not Path(path).is_file():
             raise DataError(f"{path}: no such CutSet")
-        for cut in load_manifest_lazy(path):
+        for cut in open_cuts_lazy(path):
             for sup in cut.supervisions:
                 if language and sup.language and sup.language != language:
                     continue

@@ -15,8 +15,9 @@ import logging
 import re
 from collections.abc import Sequence
 
-from lhotse import CutSet, load_manifest_lazy
+from lhotse import CutSet
 
+from speechkd.data.manifest_io import open_cuts_lazy
 from speechkd.errors import DataError
 from speechkd.utils.atomic import save_manifest
 from speechkd.utils.cli import run_cli
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.log_file)
     kept, dropped = [], []
-    for cut in load_manifest_lazy(args.cuts):
+    for cut in open_cuts_lazy(args.cuts):
         for sup in cut.supervisions:
             sup.text = drop_tags(sup.text or "")
         if all(sup.text for sup in cut.supervisions) and cut.supervisions:

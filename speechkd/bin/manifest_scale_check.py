@@ -10,7 +10,7 @@ phase on stdout and a Markdown table at the end:
 * ``write``: stream ``--num-cuts`` cuts into ``cuts.jsonl.gz``;
 * ``shard``: split it lazily into ``--num-shards`` parts;
 * ``iterate``: a ``DataLoader`` over ``lazy_batch_sampler`` (lhotse's DynamicBucketingSampler
-  on ``CutSet.from_jsonl_lazy``) through every batch of every shard;
+  on a lazily opened CutSet) through every batch of every shard;
 * ``iterate-eager`` (with ``--eager``): the same with ``DurationBatchSampler``, which loads the
   whole manifest into memory (for comparison; needs memory proportional to the manifest).
 """
@@ -58,6 +58,7 @@ def run_phase(phase: str, work_dir: Path, num_cuts: int, num_shards: int, max_du
         shard_lazily,
         write_synthetic_manifest,
     )
+    from speechkd.data.manifest_io import open_cuts_lazy, read_cuts
     from speechkd.whisper.data import DurationBatchSampler
 
     manifest = work_dir / "cuts.jsonl.gz"
@@ -74,13 +75,13 @@ def run_phase(phase: str, work_dir: Path, num_cuts: int, num_shards: int, max_du
     elif phase == "iterate":
         shards = sorted(shard_dir.glob("cuts.*.jsonl.gz"))
         cuts = (
-            CutSet.from_jsonl_lazy(shards[0])
+            open_cuts_lazy(shards[0])
             if len(shards) == 1
-            else CutSet.mux(*[CutSet.from_jsonl_lazy(p) for p in shards], seed=0)
+            else CutSet.mux(*[open_cuts_lazy(p) for p in shards], seed=0)
         )
         result["cuts"], result["batches"] = _count_batches(lazy_batch_sampler(cuts, max_duration))
     elif phase == "iterate-eager":
-        sampler = DurationBatchSampler(CutSet.from_file(manifest), max_duration)
+        sampler = DurationBatchSampler(read_cuts(manifest), max_duration)
         result["cuts"], result["batches"] = _count_batches(sampler)
     else:
         raise ValueError(phase)

@@ -60,6 +60,7 @@ from pathlib import Path
 import yaml
 from lhotse import CutSet
 
+from speechkd.data.manifest_io import read_cuts
 from speechkd.data.whisper_tokenizer import load_whisper_tokenizer
 from speechkd.errors import DataError
 from speechkd.utils.atomic import atomic_write_text
@@ -140,7 +141,7 @@ def get_parser() -> argparse.ArgumentParser:
 def load_cuts(path: str) -> CutSet:
     if not Path(path).is_file():
         raise DataError(f"{path}: CutSet manifest not found")
-    return CutSet.from_file(path).to_eager()
+    return read_cuts(path)
 
 
 def load_model(init_from: str, tokenizer):

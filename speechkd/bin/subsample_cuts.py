@@ -23,8 +23,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from lhotse import CutSet, load_manifest
+from lhotse import CutSet
 
+from speechkd.data.manifest_io import read_cuts
 from speechkd.data.subsample import (
     MISSING_VOTES,
     check_disjoint,
@@ -91,10 +92,7 @@ def load_cuts(paths: Sequence[Path]) -> CutSet:
     for path in paths:
         if not path.is_file():
             raise DataError(f"{path}: no such CutSet")
-        manifest = load_manifest(path)
-        if not isinstance(manifest, CutSet):
-            raise DataError(f"{path}: not a CutSet but a {type(manifest).__name__}")
-        for cut in manifest:
+        for cut in read_cuts(path):
             if cut.id in seen:
                 raise DataError(f"{path}: cut {cut.id} already read from {seen[cut.id]}")
             seen[cut.id] = path

@@ -20,8 +20,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from lhotse import CutSet, RecordingSet, SupervisionSet, load_manifest
+from lhotse import CutSet, RecordingSet, SupervisionSet
 
+from speechkd.data.manifest_io import read_cuts, read_manifest
 from speechkd.data.validate import (
     DEFAULT_DURATION_TOLERANCE,
     check_text_file,
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.recordings or args.supervisions or args.cuts or args.from_dir or args.skip_bad:
             raise ConfigError("--lhotse-manifests runs alone (no other manifests, no --skip-bad)")
         for path in args.lhotse_manifests:
-            lhotse_validate(path, load_manifest(path))
+            lhotse_validate(path, read_manifest(path))
             logger.info("%s: lhotse validation passed", path)
         return
     if args.skip_bad and args.output_dir is None:
@@ -152,9 +153,9 @@ def validate_set(
         if src.resolve() == dst.resolve():
             raise ConfigError(f"--output-dir {args.output_dir} would overwrite the input {src}")
 
-    recordings = RecordingSet.from_file(rec_path)
-    supervisions = SupervisionSet.from_file(sup_path)
-    cuts = CutSet.from_file(cuts_path).to_eager() if cuts_path is not None else None
+    recordings = read_manifest(rec_path, RecordingSet)
+    supervisions = read_manifest(sup_path, SupervisionSet)
+    cuts = read_cuts(cuts_path) if cuts_path is not None else None
     totals = {"recording": len(recordings), "supervision": len(supervisions)}
     if cuts is not None:
         totals["cut"] = len(cuts)

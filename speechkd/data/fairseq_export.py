@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from lhotse import CutSet, load_manifest
+from lhotse import CutSet
 from lhotse.cut import Cut
 
+from speechkd.data.manifest_io import read_cuts
 from speechkd.errors import DataError
 from speechkd.mmi.lexicon import Lexicon
 from speechkd.mmi.text_to_phones import split_words
@@ -70,10 +71,7 @@ def load_cut_union(paths: Sequence[str | os.PathLike]) -> CutSet:
     for path in map(Path, paths):
         if not path.is_file():
             raise DataError(f"{path}: no such CutSet")
-        manifest = load_manifest(path)
-        if not isinstance(manifest, CutSet):
-            raise DataError(f"{path}: not a CutSet but a {type(manifest).__name__}")
-        for cut in manifest:
+        for cut in read_cuts(path):
             if cut.id in seen:
                 raise DataError(f"{path}: cut {cut.id} already read from {seen[cut.id]}")
             seen[cut.id] = path

@@ -54,6 +54,7 @@ import yaml
 from lhotse import CutSet
 from lhotse.cut import Cut
 
+from speechkd.data.manifest_io import open_cuts_lazy
 from speechkd.data.prepare.languages import to_iso639_1
 from speechkd.data.textio import read_utf8_lines
 from speechkd.data.units import train_sentencepiece_bytes
@@ -325,7 +326,7 @@ def load_cuts(sources: Sequence[str | os.PathLike | CutSet]) -> list[Cut]:
             path = Path(source)
             if not path.is_file():
                 raise DataError(f"{path}: cut manifest not found")
-            cutset, where = CutSet.from_jsonl_lazy(path), str(path)
+            cutset, where = open_cuts_lazy(path), str(path)
         for cut in cutset:
             if cut.id in cuts:
                 raise DataError(f"{where}: cut id {cut.id!r} appears twice in the same split")

@@ -19,6 +19,7 @@ from pathlib import Path
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler
 
+from speechkd.data.manifest_io import READ_ERRORS, manifest_error, open_cuts_lazy
 from speechkd.errors import ConfigError, DataError
 from speechkd.utils.atomic import atomic_path
 
@@ -81,8 +82,11 @@ def write_synthetic_manifest(path: str | os.PathLike, num_cuts: int, seed: int =
 
 def count_lines(path: str | os.PathLike) -> int:
     """Number of entries of a ``.jsonl.gz`` manifest, read as a stream."""
-    with gzip.open(path, "rb") as f:
-        return sum(1 for _ in f)
+    try:
+        with gzip.open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except READ_ERRORS as err:
+        raise manifest_error(path, err) from err
 
 
 def shard_lazily(
@@ -124,16 +128,14 @@ def lazy_batch_sampler(
 ) -> DynamicBucketingSampler:
     """Duration-bucketed batches of at most ``max_duration`` s, read lazily from a manifest.
 
-    ``cuts`` is a path (opened with ``CutSet.from_jsonl_lazy``) or a lazy CutSet. Memory holds
-    about ``buffer_size`` cuts whatever the manifest's size. Use as
+    ``cuts`` is a path (opened with :func:`~speechkd.data.manifest_io.open_cuts_lazy`) or a
+    lazy CutSet. Memory holds about ``buffer_size`` cuts whatever the manifest's size. Use as
     ``DataLoader(dataset, sampler=sampler, batch_size=None)``.
     """
     if max_duration <= 0:
         raise ConfigError(f"max_duration must be positive, got {max_duration}")
     if not isinstance(cuts, CutSet):
-        if not Path(cuts).is_file():
-            raise DataError(f"{cuts}: CutSet manifest not found")
-        cuts = CutSet.from_jsonl_lazy(cuts)
+        cuts = open_cuts_lazy(cuts)
     return DynamicBucketingSampler(
         cuts,
         max_duration=max_duration,

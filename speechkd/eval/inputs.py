@@ -59,12 +59,14 @@ def read_reference_manifest(
     ``language_field`` is "language" or a key of ``supervision.custom`` ("tgt_lang", falling back
     to ``supervision.language`` where absent).
     """
-    from lhotse import CutSet, SupervisionSet, load_manifest
+    from lhotse import CutSet, SupervisionSet
+
+    from speechkd.data.manifest_io import read_manifest
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    manifest = load_manifest(path)
+    manifest = read_manifest(path)
     texts: dict[str, str] = {}
     languages: dict[str, str | None] = {}
     if isinstance(manifest, SupervisionSet):
@@ -90,12 +92,14 @@ def read_reference_manifest(
 
 def read_languages(path: str | os.PathLike) -> dict[str, str | None]:
     """{id: language} from a lhotse CutSet/SupervisionSet, by cut id and by supervision id."""
-    from lhotse import CutSet, load_manifest
+    from lhotse import CutSet
+
+    from speechkd.data.manifest_io import read_manifest
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    manifest = load_manifest(path)
+    manifest = read_manifest(path)
     out: dict[str, str | None] = {}
     if isinstance(manifest, CutSet):
         for cut in manifest:
