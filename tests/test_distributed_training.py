@@ -76,6 +76,7 @@ def _run_scenario(name: str, args, tokenizer, cuts, out: Path) -> None:
     from speechkd.whisper.clsr import add_clsr
     from speechkd.whisper.data import DurationBatchSampler, WhisperAsrDataset
     from speechkd.whisper.distil import DistilOptions, distil_extra_loss
+    from speechkd.whisper.selection import DevErrorRate
     from speechkd.whisper.trainer import (
         TrainerConfig,
         TrainingHooks,
@@ -114,6 +115,7 @@ def _run_scenario(name: str, args, tokenizer, cuts, out: Path) -> None:
             progress=False,
             save_every_steps=1 if name == "resume" else None,
             seed=11,
+            select_by="wer" if name == "plain" else "loss",
         )
         dataset = WhisperAsrDataset(tokenizer, num_frames=300)
         sampler = DurationBatchSampler(
@@ -139,6 +141,10 @@ def _run_scenario(name: str, args, tokenizer, cuts, out: Path) -> None:
             valid_dataset=dataset,
             valid_sampler=valid,
             extra_loss=extra_loss,
+            # the best epoch by dev WER, each process decoding every other cut
+            dev_scorer=DevErrorRate(tokenizer, cuts, tokens_per_second=3.0)
+            if name == "plain"
+            else None,
             **hooks.kwargs(),
         )
         return trainer
@@ -313,6 +319,13 @@ def _assert_dealt_in_rounds(one: Path, two: Path, name: str) -> list:
 def test_two_processes_equal_one_with_accumulation(runs) -> None:
     one, two = runs
     a, b = _assert_same_run(one, two, "plain")
+    # the dev WER of each epoch (cuts decoded half by each rank, counts summed) is the same
+    assert [h["valid_wer"] for h in b["history"]] == pytest.approx(
+        [h["valid_wer"] for h in a["history"]]
+    )
+    for ha, hb in zip(a["history"], b["history"], strict=True):
+        assert hb["valid_wer_per_language"] == pytest.approx(ha["valid_wer_per_language"])
+    assert set(a["history"][0]["valid_wer_per_language"]) == {"ca", "en"}
     assert b["step_numbers"] == list(range(1, 9))  # 2 epochs of 4 steps of 2 batches
     assert a["steps"][-1] < a["steps"][0]
     _assert_dealt_in_rounds(one, two, "plain")

@@ -3,7 +3,11 @@
 Writes into ``--exp-dir``: ``config.yaml``, ``log/train.log``, ``tensorboard/``,
 ``checkpoints/epoch-<N>/`` (model, optimizer, scheduler, sampler and RNG states),
 ``best-checkpoint.json`` and, at the end, the best model exported with ``save_pretrained``
-(adapters merged) into ``<exp-dir>/model`` for ``whisper_decode``.
+(adapters merged) into ``<exp-dir>/model`` for ``whisper_decode``. The best epoch has the lowest
+dev loss (``--select-by loss``, the default) or the lowest dev WER/CER (``--select-by wer|cer``:
+the dev cuts, or the first ``--select-max-cuts`` of each language, are decoded greedily at the
+end of every epoch and scored with the Whisper normalisation; the macro average over languages
+decides).
 
 Examples::
 
@@ -17,7 +21,7 @@ DistilWhisper (CLSR experts for ca and th, JS KD from a cached teacher, α = 2, 
 
     python -m speechkd.bin.whisper_train --train-cuts train.jsonl.gz --init-from whisper-small \\
         --clsr-languages ca th --kd-cache exp/teacher_cache --kd-divergence js --kd-weight 2 \\
-        --label-smoothing 0.1 --exp-dir exp/distilwhisper
+        --label-smoothing 0.1 --dev-cuts dev.jsonl.gz --select-by wer --exp-dir exp/distilwhisper
 
 A CLSR model is exported as one ``<lang>.safetensors`` (+ json) per language in
 ``<exp-dir>/language_modules`` (loaded onto the unchanged base model by ``whisper_decode
@@ -65,6 +69,11 @@ from speechkd.whisper.pruning import (
     load_masks,
     mask_enforcing_hook,
     resolve_masks,
+)
+from speechkd.whisper.selection import (
+    DEFAULT_TOKENS_PER_SECOND,
+    SELECT_BY,
+    DevErrorRate,
 )
 from speechkd.whisper.teacher_cache import TeacherCache
 from speechkd.whisper.trainer import (
@@ -176,6 +185,26 @@ def get_parser() -> argparse.ArgumentParser:
         help="also checkpoint every N optimizer steps (resume mid-epoch after a kill)",
     )
     p.add_argument("--keep-step-checkpoints", type=int, default=2)
+    select = p.add_argument_group("best checkpoint")
+    select.add_argument(
+        "--select-by",
+        choices=SELECT_BY,
+        default="loss",
+        help="criterion of the best epoch on --dev-cuts: cross-entropy (loss), or the WER/CER "
+        "of greedy decoding at the end of every epoch (macro average over languages)",
+    )
+    select.add_argument(
+        "--select-max-cuts",
+        type=int,
+        default=None,
+        help="--select-by wer|cer: decode only the first N dev cuts of each language",
+    )
+    select.add_argument(
+        "--select-tokens-per-second",
+        type=float,
+        default=DEFAULT_TOKENS_PER_SECOND,
+        help="--select-by wer|cer: new tokens allowed per second of audio (looping hypotheses)",
+    )
     p.add_argument("--export-dir", default=None, help="default: <exp-dir>/model")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -254,6 +283,14 @@ def check_method_args(args: argparse.Namespace) -> None:
         raise DataError(f"--kd-cache {args.kd_cache}: teacher cache directory not found")
     if args.kd_teacher and not Path(args.kd_teacher).is_dir():
         raise DataError(f"--kd-teacher {args.kd_teacher}: teacher model directory not found")
+    if args.select_by != "loss" and not args.dev_cuts:
+        raise ConfigError(f"--select-by {args.select_by} decodes --dev-cuts: give them")
+    if args.select_max_cuts is not None and args.select_max_cuts < 1:
+        raise ConfigError(f"--select-max-cuts must be >= 1, got {args.select_max_cuts}")
+    if args.select_tokens_per_second <= 0:
+        raise ConfigError(
+            f"--select-tokens-per-second must be positive, got {args.select_tokens_per_second}"
+        )
 
 
 def write_report_metadata(
@@ -396,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_last=args.keep_last,
         num_workers=args.num_workers,
         progress=not args.no_progress,
+        select_by=args.select_by,
     )
     rounds = -(-len(train_sampler) // env.world_size)  # batches per process and epoch
     total_steps = -(-rounds // args.accum_grad) * args.epochs
@@ -429,6 +467,16 @@ def main(argv: list[str] | None = None) -> int:
         inference,
     )
     extra_loss = build_extra_loss(args, model)
+    dev_scorer = None
+    if args.select_by != "loss":
+        dev_scorer = DevErrorRate(
+            tokenizer,
+            dev_cuts,
+            args.select_by,
+            max_duration=args.max_duration,
+            max_cuts=args.select_max_cuts,
+            tokens_per_second=args.select_tokens_per_second,
+        )
 
     trainer = WhisperTrainer(
         model,
@@ -438,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         valid_dataset=dataset if dev_cuts is not None else None,
         valid_sampler=sampler(dev_cuts, shuffle=False) if dev_cuts is not None else None,
         extra_loss=extra_loss,
+        dev_scorer=dev_scorer,
         **hooks.kwargs(),
     )
     settings = {**vars(args), "peft_options": peft_options, "command": command}

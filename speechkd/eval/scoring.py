@@ -18,7 +18,7 @@ from speechkd.eval.inputs import (
     read_reference_manifest,
 )
 from speechkd.eval.normalize import normalize_text, normalizer_name
-from speechkd.eval.wer import METRICS, Utterance, score_utterances
+from speechkd.eval.wer import METRICS, ErrorRateReport, Utterance, score_utterances
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,28 @@ def load_scoring_input(
     )
 
 
+def error_rate_report(
+    data: ScoringInput, metric: str = "wer", allow_empty_ref: bool = False
+) -> ErrorRateReport:
+    """WER/CER of matched raw texts after Whisper normalisation of each utterance's language.
+
+    For "wer", scripts without spaces (th, zh, ...) are split into characters.
+    """
+    split_script = metric == "wer"
+    utterances = [
+        Utterance(
+            utt_id,
+            normalize_text(ref, lang, split_script),
+            normalize_text(hyp, lang, split_script),
+            lang,
+        )
+        for utt_id, ref, hyp, lang in zip(
+            data.ids, data.refs, data.hyps, data.languages, strict=True
+        )
+    ]
+    return score_utterances(utterances, metric, allow_empty_ref=allow_empty_ref)
+
+
 def score_input(
     data: ScoringInput,
     set_name: str,
@@ -156,19 +178,8 @@ def score_input(
             missing_hypotheses=data.missing_hyps,
             **extra,
         )
+    report = error_rate_report(data, metric, allow_empty_ref)
     split_script = metric == "wer"
-    utterances = [
-        Utterance(
-            utt_id,
-            normalize_text(ref, lang, split_script),
-            normalize_text(hyp, lang, split_script),
-            lang,
-        )
-        for utt_id, ref, hyp, lang in zip(
-            data.ids, data.refs, data.hyps, data.languages, strict=True
-        )
-    ]
-    report = score_utterances(utterances, metric, allow_empty_ref=allow_empty_ref)
     normalizers = {lang or "unk": normalizer_name(lang, split_script) for lang in data.languages}
     return write_error_rate_files(
         out_dir, set_name, report, normalizers, missing_hyps=data.missing_hyps, **extra

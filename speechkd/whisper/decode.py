@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -324,6 +325,25 @@ def _gate_usage_of_batch(
     usage.seconds += time.time() - start
 
 
+def duration_token_cap(duration: float, tokens_per_second: float) -> int:
+    """New tokens allowed for ``duration`` seconds of audio: ``ceil(rate * duration)`` (>= 1)."""
+    return max(1, math.ceil(tokens_per_second * duration))
+
+
+def truncate_rows(
+    sequences: torch.Tensor, prompt: torch.Tensor, caps: Sequence[int], eot: int
+) -> torch.Tensor:
+    """``generate``'s sequences with the generated tokens after row ``r``'s first ``caps[r]``
+    replaced by ``eot`` (the prompt, when returned, is kept)."""
+    size = prompt.shape[1]
+    offset = 0
+    if sequences.shape[1] >= size and torch.equal(sequences[:, :size], prompt):
+        offset = size
+    positions = torch.arange(sequences.shape[1], device=sequences.device).unsqueeze(0)
+    limits = offset + torch.tensor(list(caps), device=sequences.device).unsqueeze(1)
+    return sequences.masked_fill(positions >= limits, eot)
+
+
 @torch.no_grad()
 def decode_cuts(
     model: nn.Module,
@@ -338,12 +358,17 @@ def decode_cuts(
     before_batch: Callable[[nn.Module, dict], None] | None = None,
     progress: bool = True,
     gate_usage: GateUsage | None = None,
+    tokens_per_second: float | None = None,
 ) -> list[Hypothesis]:
     """Decode every cut (language-homogeneous batches) and return hypotheses in cut order.
 
     ``before_batch(model, batch)`` runs before each ``generate`` call; CLSR models get the
     batch language activated automatically. With ``gate_usage`` (CLSR models) the gate usage
-    of every batch is added to it.
+    of every batch is added to it. ``tokens_per_second`` caps the new tokens of each cut by its
+    duration (:func:`duration_token_cap`), on top of ``max_new_tokens``: a looping hypothesis
+    then costs a few tokens per second of audio, not the whole context. A batch is generated up
+    to the cap of its longest cut and each hypothesis is cut at its own cap (greedy rows do not
+    depend on each other), so the hypotheses do not depend on how the cuts are batched.
     """
     device = default_device(None if device is None else str(device))
     model = model.to(device).eval()
@@ -357,6 +382,10 @@ def decode_cuts(
     )
     limit = config.max_target_positions - PROMPT_LENGTH
     max_new_tokens = limit if max_new_tokens is None else min(max_new_tokens, limit)
+    if tokens_per_second is not None and tokens_per_second <= 0:
+        raise ConfigError(f"tokens_per_second must be positive, got {tokens_per_second}")
+    if tokens_per_second is not None and gate_usage is not None:
+        raise ConfigError("gate usage counts the positions generate fed: no tokens_per_second")
     # in the generation config rather than as an argument: transformers warns when an argument
     # max_new_tokens meets a config max_length
     previous = model.generation_config.max_new_tokens
@@ -376,6 +405,7 @@ def decode_cuts(
             capture,
             gate_usage,
             max_new_tokens,
+            tokens_per_second,
         )
     finally:
         model.generation_config.max_new_tokens = previous
@@ -397,11 +427,21 @@ def _generate_all(
     capture=None,
     gate_usage=None,
     max_new_tokens=None,
+    tokens_per_second=None,
 ) -> dict[str, Hypothesis]:
     found: dict[str, Hypothesis] = {}
     eot = PromptTokens.from_tokenizer(tokenizer).eot
     for cut_batch in tqdm(sampler, total=len(sampler), desc="decode", disable=not progress):
         batch = move_batch(dataset[cut_batch], device)
+        cap, row_caps = max_new_tokens, None
+        if tokens_per_second is not None:
+            durations = {cut.id: cut.duration for cut in cut_batch}
+            row_caps = [
+                min(max_new_tokens, duration_token_cap(durations[cut_id], tokens_per_second))
+                for cut_id in batch["cut_ids"]
+            ]
+            cap = max(row_caps)
+        model.generation_config.max_new_tokens = cap
         _activate_language(model, batch["language"])
         if before_batch is not None:
             before_batch(model, batch)
@@ -416,13 +456,16 @@ def _generate_all(
             do_sample=False,
         )
         sequences = generated.sequences if hasattr(generated, "sequences") else generated
+        if row_caps is not None:
+            prompt = batch["decoder_input_ids"][:, :PROMPT_LENGTH].to(sequences.device)
+            sequences = truncate_rows(sequences, prompt, row_caps, eot)
         texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
         for cut_id, lang, ref, hyp in zip(
             batch["cut_ids"], batch["languages"], batch["texts"], texts, strict=True
         ):
             found[cut_id] = Hypothesis(cut_id, lang, ref, hyp.strip())
         if capture is not None and gate_usage is not None:
-            _gate_usage_of_batch(model, batch, sequences, capture, eot, max_new_tokens, gate_usage)
+            _gate_usage_of_batch(model, batch, sequences, capture, eot, cap, gate_usage)
     return found
 
 

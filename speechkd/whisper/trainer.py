@@ -17,8 +17,17 @@ Hooks always receive the plain (unwrapped) model.
 **Checkpoints.** Every epoch ends with the validation loss and a checkpoint directory
 ``<exp_dir>/checkpoints/epoch-<N>/`` (``model.safetensors``, ``trainer_state.pt`` with optimizer,
 scheduler, sampler, RNG and hook states, ``meta.json``) written atomically (a temporary
-``.tmp-*`` sibling renamed into place); ``best-checkpoint.json`` names the epoch with the lowest
-validation loss. With ``save_every_steps = N`` every N-th optimizer step also writes
+``.tmp-*`` sibling renamed into place); ``best-checkpoint.json`` names the best epoch by
+``select_by``: the lowest validation loss (``loss``, the default; the training loss without
+validation data), or the lowest dev error rate (``wer``/``cer``) that the ``dev_scorer``
+(:class:`speechkd.whisper.selection.DevErrorRate`: greedy decoding of the dev cuts) computes at
+the end of every epoch; the epoch's record in the history holds ``valid_<metric>`` (the macro
+average over languages) and ``valid_<metric>_per_language``, and so does
+``best-checkpoint.json`` beside the epoch, ``select_by`` and its ``valid_loss``. The criterion
+and the best score so far are part of the checkpoint state: a resumed run keeps them, and
+resuming with another criterion is a ConfigError.
+
+With ``save_every_steps = N`` every N-th optimizer step also writes
 ``checkpoints/step-<global step>/`` holding, in addition, the position inside the epoch (global
 batches consumed) and the partial training-loss sums; the last ``keep_step_checkpoints`` of them
 are kept, and those an epoch checkpoint supersedes are removed. :meth:`WhisperTrainer.resume`
@@ -73,7 +82,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -86,6 +95,9 @@ from speechkd.launch import distributed
 from speechkd.utils.atomic import atomic_directory, atomic_write_text
 from speechkd.whisper import peft_methods
 from speechkd.whisper.data import IGNORE_INDEX, RankBatches, num_rounds
+
+if TYPE_CHECKING:
+    from speechkd.whisper.selection import DevScore
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +113,8 @@ TEMP_PREFIX = ".tmp-"
 ExtraLoss = Callable[[nn.Module, dict, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
 BeforeForward = Callable[[nn.Module, dict], None]
 AfterStep = Callable[[nn.Module, int], None]
+DevScorer = Callable[[nn.Module, torch.device], "DevScore"]
+SELECT_BY = ("loss", "wer", "cer")
 
 
 @dataclass
@@ -129,6 +143,7 @@ class TrainerConfig:
     keep_step_checkpoints: int = 2
     find_unused_parameters: bool = True
     pad_last_round: str = "repeat"
+    select_by: str = "loss"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -153,6 +168,8 @@ class TrainerConfig:
             raise ConfigError(
                 f"pad_last_round must be 'repeat' or 'drop', got {self.pad_last_round!r}"
             )
+        if self.select_by not in SELECT_BY:
+            raise ConfigError(f"select_by must be one of {list(SELECT_BY)}, got {self.select_by!r}")
 
 
 def default_device(device: str | None = None) -> torch.device:
@@ -343,7 +360,7 @@ def remove_stale_temporaries(exp_dir: str | Path) -> list[Path]:
 
 
 def best_checkpoint(exp_dir: str | Path) -> Path:
-    """The checkpoint directory with the lowest validation loss (else the last one)."""
+    """The checkpoint named by ``best-checkpoint.json`` (else the last one)."""
     exp_dir = Path(exp_dir)
     best = exp_dir / BEST_FILE
     if best.is_file():
@@ -446,7 +463,12 @@ class WhisperTrainer:
         before_forward: BeforeForward | None = None,
         after_optimizer_step: AfterStep | None = peft_methods.after_optimizer_step,
         stateful: Mapping[str, Any] | None = None,
+        dev_scorer: DevScorer | None = None,
     ) -> None:
+        if config.select_by != "loss" and dev_scorer is None:
+            raise ConfigError(
+                f"select_by={config.select_by!r} needs a dev scorer (decoding of the dev cuts)"
+            )
         self.config = config
         self.exp_dir = Path(config.exp_dir)
         self.device = default_device(config.device)
@@ -462,6 +484,7 @@ class WhisperTrainer:
         self.before_forward = before_forward
         self.after_optimizer_step = after_optimizer_step
         self.stateful = dict(stateful or {})
+        self.dev_scorer = dev_scorer
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ConfigError("the model has no trainable parameters")
@@ -491,9 +514,9 @@ class WhisperTrainer:
         )
         self.epoch = 0  # last finished epoch
         self.global_step = 0
-        self.best_valid_loss = math.inf
+        self.best_score = math.inf  # of the best epoch, by config.select_by
         self.best_epoch: int | None = None
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, Any]] = []
         self.log_records: list[dict[str, float]] = []  # the logged (averaged) step values
         self._position: dict[str, Any] | None = None  # where to resume inside an epoch
         self._tb = None
@@ -740,22 +763,79 @@ class WhisperTrainer:
             if valid_loss is not None:
                 record["valid_loss"] = valid_loss
                 self._log_scalars("valid", {"loss": valid_loss}, self.global_step)
+            if self.dev_scorer is not None:
+                record.update(self.score_dev())
             self.history.append(record)
             self._info("epoch %d done: %s", epoch, record)
-            score = valid_loss if valid_loss is not None else train_loss
-            if score < self.best_valid_loss:
-                self.best_valid_loss, self.best_epoch = score, epoch
+            score = self._selection_score(record)
+            if self.best_epoch is None or score < self.best_score:
+                self.best_score, self.best_epoch = score, epoch
+            self._info(
+                "best epoch by %s: %d (%.4g)",
+                self.config.select_by,
+                self.best_epoch,
+                self.best_score,
+            )
             self.save_checkpoint()
         if self._tb:
             self._tb.flush()
         distributed.barrier()
+        best = self.best_record()
         return {
             "epochs": self.epoch,
             "global_step": self.global_step,
             "best_epoch": self.best_epoch,
-            "best_valid_loss": self.best_valid_loss,
+            "select_by": self.config.select_by,
+            "best_score": self.best_score,
+            "best_valid_loss": best.get("valid_loss"),
             "history": self.history,
         }
+
+    def score_dev(self) -> dict[str, Any]:
+        """The dev scorer's error rate of the current model, as history fields (logged)."""
+        start = time.time()
+        dev = self.dev_scorer(self.model, self.device)
+        seconds = time.time() - start
+        scalars = {dev.metric: dev.value}
+        scalars.update({f"{dev.metric}_{lang}": v for lang, v in dev.per_language.items()})
+        self._log_scalars("valid", scalars, self.global_step)
+        self._info(
+            "dev %s %.2f (%s) on %d cuts, decoded in %.1f s",
+            dev.metric.upper(),
+            dev.value,
+            ", ".join(f"{lang} {v:.2f}" for lang, v in dev.per_language.items()),
+            dev.num_cuts,
+            seconds,
+        )
+        return {
+            f"valid_{dev.metric}": dev.value,
+            f"valid_{dev.metric}_per_language": dict(dev.per_language),
+            "select_seconds": seconds,
+        }
+
+    def _selection_score(self, record: Mapping[str, Any]) -> float:
+        """The value of an epoch's record that ``select_by`` minimises."""
+        if self.config.select_by == "loss":
+            return float(record.get("valid_loss", record["train_loss"]))
+        key = f"valid_{self.config.select_by}"
+        if key not in record:
+            raise ConfigError(
+                f"select_by={self.config.select_by!r} but the dev scorer computed "
+                f"{sorted(k for k in record if k.startswith('valid_'))}"
+            )
+        return float(record[key])
+
+    def best_record(self) -> dict[str, Any]:
+        """What ``best-checkpoint.json`` holds: the best epoch, the criterion, its dev scores."""
+        if self.best_epoch is None:
+            return {}
+        found = [h for h in self.history if int(h["epoch"]) == self.best_epoch]
+        info: dict[str, Any] = {"epoch": self.best_epoch, "select_by": self.config.select_by}
+        if self.config.select_by == "loss":
+            info["valid_loss"] = self.best_score  # the training loss without validation data
+        if found:
+            info.update({k: v for k, v in found[-1].items() if k.startswith("valid_")})
+        return info
 
     # -- checkpoints -----------------------------------------------------------------------
     def state(self, position: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -763,7 +843,8 @@ class WhisperTrainer:
         return {
             "epoch": self.epoch,
             "global_step": self.global_step,
-            "best_valid_loss": self.best_valid_loss,
+            "select_by": self.config.select_by,
+            "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "history": [dict(h) for h in self.history],
             "optimizer": self.optimizer.state_dict(),
@@ -795,11 +876,7 @@ class WhisperTrainer:
             self._write_checkpoint(path, meta)
             if self.best_epoch is not None:
                 atomic_write_text(
-                    self.exp_dir / BEST_FILE,
-                    json.dumps(
-                        {"epoch": self.best_epoch, "valid_loss": self.best_valid_loss}, indent=2
-                    )
-                    + "\n",
+                    self.exp_dir / BEST_FILE, json.dumps(self.best_record(), indent=2) + "\n"
                 )
             self._prune_checkpoints()
             for step, old in step_checkpoint_dirs(self.exp_dir):
@@ -850,8 +927,14 @@ class WhisperTrainer:
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore model, optimizer, scheduler, sampler, RNG, hook states and the position."""
         path = Path(path)
-        load_model_weights(self.model, path / MODEL_FILE)
         state = load_trainer_state(path / STATE_FILE)
+        select_by = state.get("select_by", "loss")  # checkpoints older than the option: loss
+        if select_by != self.config.select_by:
+            raise ConfigError(
+                f"{path}: this run selects its best epoch by {select_by}, select_by="
+                f"{self.config.select_by!r} cannot continue it (train into a new directory)"
+            )
+        load_model_weights(self.model, path / MODEL_FILE)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("sampler") is not None and hasattr(self.train_sampler, "load_state_dict"):
@@ -862,7 +945,7 @@ class WhisperTrainer:
             obj.load_state_dict(state["stateful"][name])
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
-        self.best_valid_loss = float(state["best_valid_loss"])
+        self.best_score = float(state.get("best_score", state.get("best_valid_loss", math.inf)))
         self.best_epoch = state["best_epoch"]
         self.history = list(state["history"])
         self._position = state.get("position")
