@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import yaml
+from lhotse import load_manifest
+
 from tests.mini_recipe import run_method_recipe, run_mini
 
 
@@ -75,20 +78,38 @@ def test_distilwhisper_mini_recipe(mini_run) -> None:
         "--top-k",
         "8",
         "--train-opts",
-        "--epochs 1 --lr 1e-3 --max-cuts 4",
+        "--epochs 1 --lr 1e-3 --max-cuts 4 --select-max-cuts 1 --select-tokens-per-second 1",
         "--decode-opts",
         "--max-new-tokens 4",
-        # the CLSR systems only, for time: FT, LoRA-FT and the KL variant are the same stages
-        # with other configs (tests/test_distil.py, tests/test_whisper_trainer.py)
+        # the KL variant is the same stages with another config (tests/test_distil.py)
         "--systems",
-        "clsr_ft distilwhisper",
+        "ft lora_ft clsr_ft distilwhisper",
     )
     exp = dw / "exp" / "distilwhisper"
-    systems = ["zeroshot_teacher", "zeroshot_student", "clsr_ft", "distilwhisper"]
+    systems = ["zeroshot_teacher", "zeroshot_student", "ft", "lora_ft", "clsr_ft", "distilwhisper"]
     for system in systems:
         for test_set in ("test", "test_ood"):
             scores = json.loads((exp / system / "decode" / f"scores-{test_set}.json").read_text())
             assert sorted(scores["per_language"]) == ["ca", "th"], system
+    # FT and LoRA-FT: one model per language, trained on that language's cuts and decoding them
+    for system in ("ft", "lora_ft"):
+        for lang in ("ca", "th"):
+            run = exp / system / lang
+            assert (run / "model" / "model.safetensors").is_file(), (system, lang)
+            config = yaml.safe_load((run / "config.yaml").read_text())
+            for key in ("train_cuts", "dev_cuts"):
+                assert {c.supervisions[0].language for c in load_manifest(config[key])} == {lang}
+        record = json.loads((exp / system / "decode" / "decode-test.json").read_text())
+        assert record["language_models"] == {
+            lang: str(exp / system / lang / "model") for lang in ("ca", "th")
+        }
+    # every system keeps the epoch with the lowest dev WER
+    for run in [exp / s / lang for s in ("ft", "lora_ft") for lang in ("ca", "th")] + [
+        exp / "clsr_ft",
+        exp / "distilwhisper",
+    ]:
+        best = json.loads((run / "best-checkpoint.json").read_text())
+        assert best["select_by"] == "wer" and best["valid_wer"] >= 0, run
     for system in ("clsr_ft", "distilwhisper"):
         assert sorted(
             p.name for p in (exp / system / "language_modules").glob("*.safetensors")

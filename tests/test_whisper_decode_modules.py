@@ -268,6 +268,45 @@ def test_decode_without_clsr_collects_no_gate_usage(tokenizer, setup, tmp_path: 
     assert json.loads((out / "decode-test.json").read_text())["languages"] == []
 
 
+def test_language_models_decode_the_cuts_of_their_language(
+    tokenizer, setup, tmp_path: Path
+) -> None:
+    """One model per language (per-language fine-tuning): each decodes its language's cuts."""
+    other = copy.deepcopy(setup["stock"])
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(0.5 * torch.randn(parameter.shape, generator=generator))
+    other.save_pretrained(tmp_path / "th_model", safe_serialization=True)
+    ca_th = setup["cuts"].filter(lambda c: c.supervisions[0].language != "en").to_eager()
+    save_manifest(ca_th, tmp_path / "ca_th.jsonl.gz")
+    models = ["--language-models", f"ca={setup['root'] / 'stock'}", f"th={tmp_path / 'th_model'}"]
+    args = [*decode_args(setup, tmp_path / "decode", None)[2:], *models]
+    with pytest.raises(DataError, match="language\\(s\\) en have no --language-models entry"):
+        whisper_decode.main(args)  # the test set has English cuts
+    args[args.index("--cuts") + 1] = str(tmp_path / "ca_th.jsonl.gz")
+    assert whisper_decode.main(args) == 0
+    out = tmp_path / "decode"
+    expected = {}
+    for model, language in ((setup["stock"], "ca"), (other, "th")):
+        own = ca_th.filter(lambda c, lang=language: c.supervisions[0].language == lang)
+        for hyp in decode_cuts(model, tokenizer, own.to_eager(), 100.0, 1, MAX_NEW, progress=False):
+            expected[hyp.cut_id] = hyp.hyp
+    assert read_hyps(out / "hyp-test.txt") == expected
+    stock_th = decode_cuts(setup["stock"], tokenizer, ca_th, 100.0, 1, MAX_NEW, progress=False)
+    assert any(expected[h.cut_id] != h.hyp for h in stock_th if h.language == "th")
+    scores = json.loads((out / "scores-test.json").read_text())
+    assert sorted(scores["per_language"]) == ["ca", "th"]
+    record = json.loads((out / "decode-test.json").read_text())
+    assert record["language_models"] == {
+        "ca": str(setup["root"] / "stock"),
+        "th": str(tmp_path / "th_model"),
+    }
+    assert record["model_dir"] is None and record["num_utterances"] == len(ca_th)
+    with pytest.raises(ConfigError, match="no --language-"):
+        whisper_decode.main([*args, "--languages", "ca"])
+
+
 def test_decoder_positions_follow_the_fed_tokens() -> None:
     eot = 9
     prompt = torch.tensor([[1, 2, 3, 4]] * 4)

@@ -17,6 +17,14 @@ Examples::
         --cuts data/fbank/mini_cuts_test.jsonl.gz --set-name test --out-dir exp/distilwhisper/decode
 
 Cuts of a language without a module are decoded by the shared (stock) path.
+
+Per-language models (DistilWhisper's FT and LoRA-FT baselines: one model per language), each
+decoding the cuts of its language into one decode directory::
+
+    python -m speechkd.bin.whisper_decode --language-models ca=exp/ft/ca/model th=exp/ft/th/model \
+        --cuts data/fbank/mini_cuts_test.jsonl.gz --set-name test --out-dir exp/ft/decode
+
+A cut whose language has no model is an error; the models are loaded one at a time.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from lhotse import CutSet
 
 from speechkd.data.whisper_tokenizer import load_whisper_tokenizer
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval.report_inputs import parse_named_list
 from speechkd.eval.wer import METRICS
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.cli import run_cli
@@ -54,7 +63,14 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model-dir", required=True, help="save_pretrained Whisper model directory")
+    models = p.add_mutually_exclusive_group(required=True)
+    models.add_argument("--model-dir", help="save_pretrained Whisper model directory")
+    models.add_argument(
+        "--language-models",
+        nargs="+",
+        metavar="LANG=MODEL_DIR",
+        help="one model directory per language, each decoding the cuts of its language",
+    )
     p.add_argument(
         "--language-modules", default=None, help="directory of <lang>.safetensors CLSR modules"
     )
@@ -64,7 +80,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="languages to load from --language-modules, or all",
     )
-    p.add_argument("--tokenizer", default=None, help="default: the model directory")
+    p.add_argument("--tokenizer", default=None, help="default: the (first) model directory")
     p.add_argument("--cuts", required=True, help="lhotse CutSet to decode (with references)")
     p.add_argument("--set-name", required=True)
     p.add_argument("--out-dir", required=True)
@@ -91,6 +107,51 @@ def load_model(args: argparse.Namespace, device):
     )
 
 
+def parse_language_models(specs: list[str]) -> dict[str, str]:
+    """``{lang: model dir}`` of ``--language-models LANG=MODEL_DIR ...`` (ConfigError if bad)."""
+    parsed = parse_named_list(specs, "--language-models", 1, "LANG=MODEL_DIR")
+    return {lang: values[0] for lang, values in parsed.items()}
+
+
+def decode_per_language(
+    args: argparse.Namespace, models: dict[str, str], tokenizer, cuts: CutSet, device
+) -> tuple[list, float]:
+    """Hypotheses (in cut order) of each language's cuts decoded by that language's model
+    (``models``: language → directory), and the decoding seconds (model loading left out)."""
+    found = {c.supervisions[0].language if c.supervisions else None for c in cuts}
+    orphans = sorted(str(lang) for lang in found if lang not in models)
+    if orphans:
+        raise DataError(
+            f"{args.cuts}: cuts of language(s) {', '.join(orphans)} have no --language-models "
+            f"entry (given: {', '.join(models)})"
+        )
+    hyps, seconds = {}, 0.0
+    for language, model_dir in models.items():
+        subset = cuts.filter(lambda c, lang=language: c.supervisions[0].language == lang)
+        subset = subset.to_eager()
+        if not len(subset):
+            logger.info("%s: no cut of language %s, its model is not used", args.cuts, language)
+            continue
+        model = load_whisper_model(model_dir, device)
+        start = time.time()
+        for hyp in decode_cuts(
+            model,
+            tokenizer,
+            subset,
+            max_duration=args.max_duration,
+            num_beams=args.num_beams,
+            max_new_tokens=args.max_new_tokens,
+            task=args.task,
+            device=device,
+            progress=not args.no_progress,
+        ):
+            hyps[hyp.cut_id] = hyp
+        seconds += time.time() - start
+        logger.info("%s: %d cuts decoded by %s", language, len(subset), model_dir)
+        del model
+    return [hyps[c.id] for c in cuts], seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     out_dir = Path(args.out_dir)
@@ -102,26 +163,34 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.cuts).is_file():
         raise DataError(f"{args.cuts}: CutSet manifest not found")
     device = default_device(args.device)
-    tokenizer = load_whisper_tokenizer(args.tokenizer or args.model_dir)
-    model = load_model(args, device)
-    languages = clsr.installed_languages(model)
-    usage = GateUsage() if languages else None
     cuts = CutSet.from_file(args.cuts).to_eager()
-    start = time.time()
-    hyps = decode_cuts(
-        model,
-        tokenizer,
-        cuts,
-        max_duration=args.max_duration,
-        num_beams=args.num_beams,
-        max_new_tokens=args.max_new_tokens,
-        task=args.task,
-        device=device,
-        progress=not args.no_progress,
-        gate_usage=usage,
-    )
-    # the teacher-forced pass for the gate statistics is not part of decoding
-    seconds = time.time() - start - (usage.seconds if usage is not None else 0.0)
+    models = parse_language_models(args.language_models) if args.language_models else None
+    if models:
+        if args.language_modules is not None or args.languages is not None:
+            raise ConfigError("--language-models: one plain model per language, no --language-*")
+        tokenizer = load_whisper_tokenizer(args.tokenizer or next(iter(models.values())))
+        languages, usage = [], None
+        hyps, seconds = decode_per_language(args, models, tokenizer, cuts, device)
+    else:
+        tokenizer = load_whisper_tokenizer(args.tokenizer or args.model_dir)
+        model = load_model(args, device)
+        languages = clsr.installed_languages(model)
+        usage = GateUsage() if languages else None
+        start = time.time()
+        hyps = decode_cuts(
+            model,
+            tokenizer,
+            cuts,
+            max_duration=args.max_duration,
+            num_beams=args.num_beams,
+            max_new_tokens=args.max_new_tokens,
+            task=args.task,
+            device=device,
+            progress=not args.no_progress,
+            gate_usage=usage,
+        )
+        # the teacher-forced pass for the gate statistics is not part of decoding
+        seconds = time.time() - start - (usage.seconds if usage is not None else 0.0)
     audio = sum(c.duration for c in cuts)
     rtf = round(seconds / audio, 5) if audio else None
     logger.info(
@@ -134,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     record = {
         "set": args.set_name,
-        "model_dir": str(args.model_dir),
+        "model_dir": str(args.model_dir) if args.model_dir else None,
+        "language_models": models,
         "language_modules": args.language_modules,
         "languages": languages,
         "cuts": str(args.cuts),
@@ -150,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     decode_json = out_dir / f"decode-{args.set_name}.json"
     atomic_write_text(decode_json, json.dumps(record, indent=1) + "\n")
     extra = {k: record[k] for k in ("model_dir", "cuts", "command", "decode_seconds", "rtf")}
+    if models:
+        extra["language_models"] = models
     if languages:
         extra.update(language_modules=args.language_modules, languages=languages)
     paths = write_and_score(hyps, out_dir, args.set_name, args.metric, device=str(device), **extra)
