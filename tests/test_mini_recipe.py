@@ -25,9 +25,19 @@ def test_data_stages_make_manifests_features_units(mini_run) -> None:
     assert (data / "lang_bpe_100" / "bpe.model").is_file()
     assert (data / "lang_whisper" / "tokenizer.json").is_file()
     assert (data / "whisper_fbank" / "mini_asr_cuts_test_ood.jsonl.gz").is_file()
+    foundation = tmp / "exp" / "whisper_foundation"
     for size in ("teacher", "student"):
-        model = tmp / "exp" / "whisper_foundation" / size / "model"
+        model = foundation / size / "model"
         assert (model / "model.safetensors").is_file() and (model / "tokenizer.json").is_file()
+        config = json.loads((model / "config.json").read_text())
+        assert config["max_source_positions"] == 900  # the 18 s encoder window
+        for split in ("test", "test_ood"):  # stage 9: the teacher-student gap
+            assert (foundation / size / "decode" / f"scores-{split}.json").is_file()
+    assert (foundation / "student" / "model").resolve() == (foundation / "base").resolve()
+    bench = json.loads((foundation / "window_benchmark" / "window-benchmark.json").read_text())
+    assert set(bench["windows"]) == {"30.0", "18.0"}
+    for window in bench["windows"].values():
+        assert window["train_step_seconds"] > 0 and window["per_language"]
     for den in ("lang_phone_en", "lang_char_en"):
         assert (data / den / "den.fst.txt").is_file()
     for name, metrics in [

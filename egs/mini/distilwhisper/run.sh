@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# DistilWhisper on the mini corpus: the mini "large" (teacher) and "small" (student) Whisper models
-# trained from scratch by ../run.sh (stage 7) play whisper-large-v2 and whisper-small; the method
-# stages are the ones of the real recipe (local/recipes/distilwhisper.sh).
+# DistilWhisper on the mini corpus: ../run.sh stage 7's teacher (whisper-base fine-tuned on the
+# mini corpus) and student (whisper-base zero-shot) play whisper-large-v2 and whisper-small; the
+# method stages are the ones of the real recipe (local/recipes/distilwhisper.sh).
 #   ./run.sh                                  # everything: foundation models, baselines, report
 #   ./run.sh --stage 10 --stop-stage 10       # only the zero-shot decodes
 #   ./run.sh --train-size 60 --stage 1        # the training-size ablation (60 utts per language)
 set -euo pipefail
 RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-RUN_COMMAND="./run.sh $*"
+RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")  # commands.log
 
+DEFAULT_TRAIN_SIZE=64  # other sizes are the training-size ablation (exp/distilwhisper_<size>)
 stage=0
 stop_stage=100
 nj=2
@@ -16,12 +17,14 @@ seed=0
 mini_data=../data       # the mini corpus (made by ../run.sh stages 0-6)
 mini_exp=../exp         # ../run.sh's experiments (the foundation models of stage 7)
 languages="ca cs th"    # target languages: one CLSR expert set each
-train_size=all          # training utterances per language: all, or a number (ablation)
+train_size=$DEFAULT_TRAIN_SIZE  # training utterances per language: a number, or all (ablation)
+dev_size=20             # dev utterances per language (the best epoch by dev WER decodes them)
+test_size=30            # test and test_ood utterances per language
 data=data
 expdir=exp
 systems="ft lora_ft clsr_ft distilwhisper distilwhisper_kl"
-train_opts="--epochs 10 --lr 1e-3 --max-cuts 16 --max-duration 240"  # mini models: from scratch
-decode_opts="--max-duration 400"
+train_opts="--epochs 2 --lr 1e-4 --warmup-steps 2 --max-cuts 8 --max-duration 60"  # whisper-base
+decode_opts="--max-duration 120 --tokens-per-second 30"  # a looping hypothesis stops at 30 tokens/s
 top_k=64
 measure_online_kd=true
 force=false
@@ -49,8 +52,7 @@ whisper_fbank=$mini_data/whisper_fbank
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: train/dev/test sets of $languages (train: $train_size per language)"
   for split in train dev test test_ood; do
-    size=all
-    [ "$split" = train ] && size=$train_size
+    case $split in train) size=$train_size ;; dev) size=$dev_size ;; *) size=$test_size ;; esac
     out=$data/dw_cuts_${split}_$size.jsonl.gz
     if stage_needed "subset_${split}_$size" "$whisper_fbank/mini_asr_cuts_$split.jsonl.gz" "$out" \
         "$languages seed=$seed"; then
@@ -69,10 +71,10 @@ teacher_dir=$mini_exp/whisper_foundation/teacher/model
 student_dir=$mini_exp/whisper_foundation/student/model
 tokenizer=$mini_data/lang_whisper
 train_cuts=$data/dw_cuts_train_$train_size.jsonl.gz
-dev_cuts=$data/dw_cuts_dev_all.jsonl.gz
-in_domain_sets="test=$data/dw_cuts_test_all.jsonl.gz"
-out_of_domain_sets="test_ood=$data/dw_cuts_test_ood_all.jsonl.gz"
-if [ "$train_size" = all ]; then
+dev_cuts=$data/dw_cuts_dev_$dev_size.jsonl.gz
+in_domain_sets="test=$data/dw_cuts_test_$test_size.jsonl.gz"
+out_of_domain_sets="test_ood=$data/dw_cuts_test_ood_$test_size.jsonl.gz"
+if [ "$train_size" = "$DEFAULT_TRAIN_SIZE" ]; then
   method_exp=$expdir/distilwhisper
   report_title="DistilWhisper on the mini corpus"
 else

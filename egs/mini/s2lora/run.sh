@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # S2-LoRA on the mini corpus: the child-speech condition (English, high pitch and fast rate, read
-# and conversational utterances) plays CSRC-2021's Chinese child speech, and the mini "large"
-# (teacher) Whisper trained from scratch by ../run.sh (stage 7) plays whisper-medium. The method
+# and conversational utterances) plays CSRC-2021's Chinese child speech, and ../run.sh stage 7's
+# student (whisper-base, zero-shot) plays whisper-medium. The method
 # stages are the ones of the real recipe (local/recipes/s2lora.sh): zero-shot, full fine-tuning,
 # GLoRA, AdaLoRA, LoRA, BitFit, IA3, alpha-LoRA and S2-LoRA, the rank heatmap, Table 2.
 #   ./run.sh                                  # everything: foundation models, methods, report
@@ -12,24 +12,26 @@
 # the foundation model knows, as the paper's en/zh-HK; CER for languages written without spaces).
 set -euo pipefail
 RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-RUN_COMMAND="./run.sh $*"
+RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")  # commands.log
 
+DEFAULT_TRAIN_SIZE=100  # other sizes write exp/s2lora_<size> (the paper's 1K/10K/30K ablation)
 stage=0
 stop_stage=100
 nj=2
 seed=0
 mini_data=../data       # the mini corpus (made by ../run.sh stages 0-6)
 mini_exp=../exp         # ../run.sh's experiments (the foundation models of stage 7)
-foundation=teacher      # the mini Whisper to adapt: teacher ("large") or student ("small")
+foundation=student      # the Whisper to adapt: student (whisper-base) or teacher (fine-tuned)
 language=en             # language of the child speech (the mini child corpus is English)
 cross_languages="zh"    # other languages tested for cross-lingual effects ("" for none)
-train_size=all          # adaptation utterances: all, or a number drawn at random
+train_size=$DEFAULT_TRAIN_SIZE  # adaptation utterances: a number drawn at random, or all
+test_size=40            # utterances of the adult and cross-lingual test sets (child test: all)
 data=data
 expdir=exp
 systems="full glora adalora lora bitfit ia3 alpha_lora s2lora"
-# mini models and data: more epochs and one 16-utterance batch per step instead of 2 x 8
-train_opts="--epochs 10 --max-cuts 16 --accum-grad 1 --max-duration 240"
-decode_opts="--num-beams 1 --max-duration 400"
+# whisper-base on 2 CPU cores: 2 epochs of 8-utterance steps instead of 3 of 2 x 8
+train_opts="--epochs 2 --max-cuts 8 --accum-grad 1 --max-duration 60"
+decode_opts="--num-beams 1 --max-duration 120 --tokens-per-second 30"
 decode_nj=$nj           # test sets decoded at once
 rank_adalora=adalora    # AdaLoRA system of the rank heatmap (adalora_fig3: the paper's ranks 8 -> 4)
 param_table_size=medium # Table 2 is for whisper-medium (built from config, no weights)
@@ -48,8 +50,9 @@ stamp_dir=$expdir/.stages
 mkdir -p "$expdir/log" "$data"
 echo "$RUN_COMMAND" >> "$expdir/commands.log"
 
-if ! [[ $train_size =~ ^([0-9]+|all)$ ]]; then
-  log "--train-size must be a number of utterances or all, not '$train_size'"; exit 1
+if ! [[ $train_size =~ ^([0-9]+|all)$ ]] || ! [[ $test_size =~ ^([0-9]+|all)$ ]]; then
+  log "--train-size and --test-size must be numbers of utterances or all," \
+    "not '$train_size' / '$test_size'"; exit 1
 fi
 case $foundation in
   teacher|student) ;;
@@ -86,10 +89,10 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
       "$data/child_cuts_$split.jsonl.gz" all "$language"
   done
   subset "adult_$language" "$whisper_fbank/mini_asr_cuts_test.jsonl.gz" \
-    "$data/adult_cuts_test_$language.jsonl.gz" all "$language"
+    "$data/adult_cuts_test_$language.jsonl.gz" "$test_size" "$language"
   for lang in $cross_languages; do
     subset "cross_$lang" "$whisper_fbank/mini_asr_cuts_test.jsonl.gz" \
-      "$data/adult_cuts_test_$lang.jsonl.gz" all "$lang"
+      "$data/adult_cuts_test_$lang.jsonl.gz" "$test_size" "$lang"
   done
 fi
 
@@ -97,9 +100,9 @@ fi
 model_dir=$mini_exp/whisper_foundation/$foundation/model
 tokenizer=$mini_data/lang_whisper
 train_cuts=$data/child_cuts_train_$train_size.jsonl.gz
-if [ "$train_size" = all ]; then
+if [ "$train_size" = "$DEFAULT_TRAIN_SIZE" ]; then
   method_exp=$expdir/s2lora
-  report_title="S2-LoRA on the mini child speech (mini $foundation Whisper)"
+  report_title="S2-LoRA on the mini child speech ($foundation: whisper-base$([ "$foundation" = teacher ] && echo " fine-tuned"))"
 else
   method_exp=$expdir/s2lora_$train_size
   report_title="S2-LoRA on the mini child speech, $train_size adaptation utterances"
