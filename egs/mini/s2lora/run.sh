@@ -102,7 +102,7 @@ tokenizer=$mini_data/lang_whisper
 train_cuts=$data/child_cuts_train_$train_size.jsonl.gz
 if [ "$train_size" = "$DEFAULT_TRAIN_SIZE" ]; then
   method_exp=$expdir/s2lora
-  report_title="S2-LoRA on the mini child speech ($foundation: whisper-base$([ "$foundation" = teacher ] && echo " fine-tuned"))"
+  report_title="S2-LoRA on the mini child speech (the mini $foundation foundation model)"
 else
   method_exp=$expdir/s2lora_$train_size
   report_title="S2-LoRA on the mini child speech, $train_size adaptation utterances"
