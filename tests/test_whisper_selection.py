@@ -13,7 +13,7 @@ from lhotse import CutSet
 
 from speechkd.errors import ConfigError
 from speechkd.whisper.data import DurationBatchSampler, text_token_ids
-from speechkd.whisper.decode import GateUsage, decode_cuts, duration_token_cap, write_and_score
+from speechkd.whisper.decode import decode_cuts, duration_token_cap, write_and_score
 from speechkd.whisper.selection import DevErrorRate, DevScore
 from speechkd.whisper.trainer import TrainerConfig, WhisperTrainer, best_checkpoint
 from tests.test_whisper_trainer import cuts, dataset_for, tiny_model, tokenizer  # noqa: F401
@@ -140,8 +140,21 @@ def test_new_tokens_are_capped_by_the_batch_duration(tokenizer, cuts) -> None:  
     assert duration_token_cap(0.01, 2.0) == 1
     with pytest.raises(ConfigError, match="tokens_per_second must be positive"):
         decode_cuts(model, tokenizer, cuts, tokens_per_second=0.0, progress=False)
-    with pytest.raises(ConfigError, match="no tokens_per_second"):
-        decode_cuts(model, tokenizer, cuts, tokens_per_second=2.0, gate_usage=GateUsage())
+
+
+def test_decoder_positions_with_a_limit_per_row() -> None:
+    """Rows capped by their duration feed their own cap - 1 tokens (gate usage counts them)."""
+    from speechkd.whisper.decode import decoder_positions
+
+    eot = 9
+    prompt = torch.tensor([[1, 2], [1, 2], [1, 2]])
+    generated = torch.tensor([[5, 6, 7, 8], [5, 6, eot, eot], [5, eot, eot, eot]])
+    _, mask = decoder_positions(prompt, generated, eot, [3, 4, 4])
+    assert mask.sum(dim=1).tolist() == [2 + 2, 2 + 2, 2 + 1]
+    _, same = decoder_positions(prompt, generated, eot, 4)
+    assert same.sum(dim=1).tolist() == [2 + 3, 2 + 2, 2 + 1]
+    with pytest.raises(ConfigError, match="max_new_tokens must be >= 1"):
+        decoder_positions(prompt, generated, eot, [3, 0, 4])
 
 
 def _cli_args(tok, data: CutSet, tmp_path: Path, exp: Path) -> list[str]:

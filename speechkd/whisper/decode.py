@@ -268,7 +268,7 @@ def generated_tokens(sequences: torch.Tensor, prompt: torch.Tensor) -> torch.Ten
 
 
 def decoder_positions(
-    prompt: torch.Tensor, generated: torch.Tensor, eot: int, max_new_tokens: int
+    prompt: torch.Tensor, generated: torch.Tensor, eot: int, max_new_tokens: int | Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoder inputs ``prompt + generated`` ``(B, P + n)`` and the mask of those ``generate`` fed.
 
@@ -276,9 +276,11 @@ def decoder_positions(
     ``max_new_tokens``-th token. ``generate`` may return a row with or without its final
     ``eot`` (transformers strips it), padded with ``eot``; so row ``r`` fed the prompt and its
     ``t`` tokens before the first ``eot``, or ``max_new_tokens - 1`` of them when it has
-    ``t = max_new_tokens`` tokens and no ``eot`` (stopped by the length limit).
+    ``t = max_new_tokens`` tokens and no ``eot`` (stopped by the length limit). ``max_new_tokens``
+    may be one limit per row (rows capped by their duration, :func:`truncate_rows`).
     """
-    if max_new_tokens < 1:
+    limits = torch.as_tensor(max_new_tokens, dtype=torch.long, device=generated.device)
+    if limits.numel() == 0 or int(limits.min()) < 1:
         raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     inputs = torch.cat([prompt, generated.to(prompt.dtype)], dim=1)
     before_eot = torch.zeros(generated.shape[0], dtype=torch.long, device=generated.device)
@@ -288,7 +290,7 @@ def decoder_positions(
         before_eot = torch.where(
             is_eot.any(dim=1), first, torch.full_like(first, generated.shape[1])
         )
-    fed = prompt.shape[1] + torch.clamp(before_eot, max=max_new_tokens - 1)
+    fed = prompt.shape[1] + torch.minimum(before_eot, limits - 1)
     mask = torch.arange(inputs.shape[1], device=inputs.device).unsqueeze(0) < fed.unsqueeze(1)
     return inputs, mask
 
@@ -299,7 +301,7 @@ def _gate_usage_of_batch(
     sequences: torch.Tensor,
     capture: _EncoderCapture,
     eot: int,
-    max_new_tokens: int,
+    max_new_tokens: int | Sequence[int],
     usage: GateUsage,
 ) -> None:
     """Add the gates of the batch just decoded (encoder: captured; decoder: re-run)."""
@@ -384,8 +386,6 @@ def decode_cuts(
     max_new_tokens = limit if max_new_tokens is None else min(max_new_tokens, limit)
     if tokens_per_second is not None and tokens_per_second <= 0:
         raise ConfigError(f"tokens_per_second must be positive, got {tokens_per_second}")
-    if tokens_per_second is not None and gate_usage is not None:
-        raise ConfigError("gate usage counts the positions generate fed: no tokens_per_second")
     # in the generation config rather than as an argument: transformers warns when an argument
     # max_new_tokens meets a config max_length
     previous = model.generation_config.max_new_tokens
@@ -465,7 +465,8 @@ def _generate_all(
         ):
             found[cut_id] = Hypothesis(cut_id, lang, ref, hyp.strip())
         if capture is not None and gate_usage is not None:
-            _gate_usage_of_batch(model, batch, sequences, capture, eot, cap, gate_usage)
+            limits = cap if row_caps is None else row_caps  # a capped row feeds its cap - 1
+            _gate_usage_of_batch(model, batch, sequences, capture, eot, limits, gate_usage)
     return found
 
 
