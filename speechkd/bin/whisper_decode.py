@@ -114,6 +114,25 @@ def load_model(args: argparse.Namespace, device):
     )
 
 
+def decode_with_options(
+    args: argparse.Namespace, model, tokenizer, cuts: CutSet, device, gate_usage=None
+):
+    """``decode_cuts`` of ``cuts`` with the decoding options of the command line."""
+    return decode_cuts(
+        model,
+        tokenizer,
+        cuts,
+        max_duration=args.max_duration,
+        num_beams=args.num_beams,
+        max_new_tokens=args.max_new_tokens,
+        tokens_per_second=args.tokens_per_second,
+        task=args.task,
+        device=device,
+        progress=not args.no_progress,
+        gate_usage=gate_usage,
+    )
+
+
 def parse_language_models(specs: list[str]) -> dict[str, str]:
     """``{lang: model dir}`` of ``--language-models LANG=MODEL_DIR ...`` (ConfigError if bad)."""
     parsed = parse_named_list(specs, "--language-models", 1, "LANG=MODEL_DIR")
@@ -141,18 +160,7 @@ def decode_per_language(
             continue
         model = load_whisper_model(model_dir, device)
         start = time.time()
-        for hyp in decode_cuts(
-            model,
-            tokenizer,
-            subset,
-            max_duration=args.max_duration,
-            num_beams=args.num_beams,
-            max_new_tokens=args.max_new_tokens,
-            tokens_per_second=args.tokens_per_second,
-            task=args.task,
-            device=device,
-            progress=not args.no_progress,
-        ):
+        for hyp in decode_with_options(args, model, tokenizer, subset, device):
             hyps[hyp.cut_id] = hyp
         seconds += time.time() - start
         logger.info("%s: %d cuts decoded by %s", language, len(subset), model_dir)
@@ -185,19 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         languages = clsr.installed_languages(model)
         usage = GateUsage() if languages else None
         start = time.time()
-        hyps = decode_cuts(
-            model,
-            tokenizer,
-            cuts,
-            max_duration=args.max_duration,
-            num_beams=args.num_beams,
-            max_new_tokens=args.max_new_tokens,
-            tokens_per_second=args.tokens_per_second,
-            task=args.task,
-            device=device,
-            progress=not args.no_progress,
-            gate_usage=usage,
-        )
+        hyps = decode_with_options(args, model, tokenizer, cuts, device, gate_usage=usage)
         # the teacher-forced pass for the gate statistics is not part of decoding
         seconds = time.time() - start - (usage.seconds if usage is not None else 0.0)
     audio = sum(c.duration for c in cuts)
