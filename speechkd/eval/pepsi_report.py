@@ -75,9 +75,7 @@ def rescore(decode_dir: str | os.PathLike, set_name: str, metric: str, payload: 
     """``metric`` (%) of the hypotheses ``hyp-<set>.txt`` against ``ref-<set>.txt``, normalised
     as ``speechkd.bin.score`` does; the languages are those of the scores file ``payload`` (its
     CutSet when it has several)."""
-    from speechkd.eval.normalize import normalize_text
-    from speechkd.eval.scoring import load_scoring_input
-    from speechkd.eval.wer import Utterance, score_utterances
+    from speechkd.eval.scoring import error_rate_report, load_scoring_input
 
     decode_dir = Path(decode_dir)
     languages = payload.get("languages") or []
@@ -96,19 +94,7 @@ def rescore(decode_dir: str | os.PathLike, set_name: str, metric: str, payload: 
         ref_cuts=cuts,
         allow_missing=True,
     )
-    split_script = metric == "wer"
-    utterances = [
-        Utterance(
-            utt_id,
-            normalize_text(ref, lang, split_script),
-            normalize_text(hyp, lang, split_script),
-            lang,
-        )
-        for utt_id, ref, hyp, lang in zip(
-            data.ids, data.refs, data.hyps, data.languages, strict=True
-        )
-    ]
-    return score_utterances(utterances, metric, allow_empty_ref=True).totals.rate
+    return error_rate_report(data, metric, allow_empty_ref=True).totals.rate
 
 
 def load_error_rates(
