@@ -90,6 +90,14 @@ def expected_vocab_size(multilingual: bool = True, num_languages: int = 99) -> i
 KNOWN_VOCAB_SIZES = (51864, 51865, 51866)
 
 
+def variant_of_vocab_size(size: int) -> tuple[bool, int] | None:
+    """``(multilingual, num_languages)`` whose vocabulary has ``size`` tokens, or None."""
+    for variant in ((False, 99), (True, 99), (True, 100)):
+        if expected_vocab_size(*variant) == size:
+            return variant
+    return None
+
+
 def model_variant(name: str) -> tuple[bool, int]:
     """``(multilingual, num_languages)`` of a Whisper model name such as ``openai/whisper-small``.
 

@@ -323,15 +323,15 @@ def _write_tokenizer(tmp: Path, vocab_size: int) -> object:
     """Build Whisper's tokenizer (+ normaliser, feature extractor) into ``tmp``; return it."""
     from transformers import WhisperTokenizer
 
-    from speechkd.data.whisper_tokenizer import build_whisper_tokenizer
+    from speechkd.data.whisper_tokenizer import build_whisper_tokenizer, variant_of_vocab_size
 
-    num_languages = {51864: 99, 51865: 99, 51866: 100}.get(vocab_size)
-    if num_languages is None:
+    variant = variant_of_vocab_size(vocab_size)
+    if variant is None:
         raise DataError(
             f"CTranslate2 model: vocabulary of {vocab_size} tokens is not a Whisper one"
         )
     staging = tmp / "tokenizer"
-    build_whisper_tokenizer(staging, multilingual=vocab_size != 51864, num_languages=num_languages)
+    build_whisper_tokenizer(staging, multilingual=variant[0], num_languages=variant[1])
     for item in staging.iterdir():
         item.rename(tmp / item.name)
     staging.rmdir()
