@@ -22,6 +22,7 @@ seed=0
 mini_data=../data       # the mini corpus (made by ../run.sh stages 0-6)
 mini_exp=../exp         # ../run.sh's experiments (the foundation models of stage 7)
 foundation=student      # the Whisper to adapt: student (whisper-base) or teacher (fine-tuned)
+encoder_window=12       # encoder input in seconds (the longest utterance used is 11.2 s; "" keeps 18 s)
 language=en             # language of the child speech (the mini child corpus is English)
 cross_languages="zh"    # other languages tested for cross-lingual effects ("" for none)
 train_size=$DEFAULT_TRAIN_SIZE  # adaptation utterances: a number drawn at random, or all
@@ -96,8 +97,24 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   done
 fi
 
+foundation_dir=$mini_exp/whisper_foundation/$foundation/model
+if [ -n "$encoder_window" ]; then  # a copy of the foundation with a shorter encoder input
+  model_dir=$expdir/foundation_${foundation}_${encoder_window}s
+else
+  model_dir=$foundation_dir
+fi
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [ -n "$encoder_window" ]; then
+  log "Stage 1: the $foundation model with a $encoder_window s encoder window"
+  if stage_needed "foundation_window_$foundation" "$foundation_dir" "$model_dir" \
+      "window=$encoder_window"; then
+    python -m speechkd.bin.fetch_whisper --model "$foundation_dir" --out-dir "$model_dir" \
+      --encoder-window "$encoder_window"
+    stage_done "foundation_window_$foundation" "$foundation_dir" "$model_dir" \
+      "window=$encoder_window"
+  fi
+fi
+
 # the variables of the shared method stages
-model_dir=$mini_exp/whisper_foundation/$foundation/model
 tokenizer=$mini_data/lang_whisper
 train_cuts=$data/child_cuts_train_$train_size.jsonl.gz
 if [ "$train_size" = "$DEFAULT_TRAIN_SIZE" ]; then
