@@ -57,3 +57,12 @@ stage_needed() {
 stage_done() {
   _stage_fp record "$@" || { log "stage '$1': could not record its fingerprint"; return 1; }
 }
+
+window_whisper() {  # window_whisper <model dir> <out dir> <seconds>: a copy with a shorter encoder
+  # input (positional embeddings sliced, the window stored in its config.json); fingerprinted
+  local src=$1 out=$2 seconds=$3
+  if stage_needed "window_${out##*/}" "$src" "$out" "window=$seconds"; then
+    python -m speechkd.bin.fetch_whisper --model "$src" --out-dir "$out" --encoder-window "$seconds"
+    stage_done "window_${out##*/}" "$src" "$out" "window=$seconds"
+  fi
+}

@@ -74,7 +74,7 @@ def test_pepsi_mini_recipe_systems(pepsi_run) -> None:
             payload = scores(decode, f"test_{lang}")
             assert payload["metric"] == metric and payload["languages"] == [lang], decode
         config = (exp / lang / "ft" / "config.yaml").read_text()
-        assert "whisper_foundation/student/model" in config  # --foundation student
+        assert "foundation_student_14s" in config  # --foundation student, 14 s window
         history = json.loads((exp / lang / "imp" / "imp-history.json").read_text())
         assert [round(r["sparsity"], 3) for r in history["rounds"]] == [0.0, 0.11, 0.2]
         params = {s: json.loads((exp / lang / s / "params.json").read_text()) for s in TRAINED}

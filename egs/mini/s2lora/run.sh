@@ -105,13 +105,7 @@ else
 fi
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ] && [ -n "$encoder_window" ]; then
   log "Stage 1: the $foundation model with a $encoder_window s encoder window"
-  if stage_needed "foundation_window_$foundation" "$foundation_dir" "$model_dir" \
-      "window=$encoder_window"; then
-    python -m speechkd.bin.fetch_whisper --model "$foundation_dir" --out-dir "$model_dir" \
-      --encoder-window "$encoder_window"
-    stage_done "foundation_window_$foundation" "$foundation_dir" "$model_dir" \
-      "window=$encoder_window"
-  fi
+  window_whisper "$foundation_dir" "$model_dir" "$encoder_window"
 fi
 
 # the variables of the shared method stages
