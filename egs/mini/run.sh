@@ -254,6 +254,9 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
       fi
     done
   done
+  python -m speechkd.bin.foundation_gap --teacher "$foundation/teacher/decode" \
+    --student "$foundation/student/decode" --sets test test_ood --out "$foundation/gap/gap.md" \
+    --title "Teacher–student gap before any method ($check_per_language cuts a language and set)"
 fi
 
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
@@ -267,8 +270,9 @@ fi
 if [ $stage -le 100 ] && [ $stop_stage -ge 100 ]; then
   log "Stage 100: $results"
   sections=()
-  bench=$foundation/window_benchmark/window-benchmark.md
-  [ -f "$bench" ] && sections+=(--section "$bench")
+  for section in "$foundation/gap/gap.md" "$foundation/window_benchmark/window-benchmark.md"; do
+    [ -f "$section" ] && sections+=(--section "$section")
+  done
   python -m speechkd.bin.write_results --exp-dir "$expdir" --out "$results" \
     --title "speechkd mini recipe (scale=$scale, seed=$seed)" --commands-file "$expdir/commands.log" \
     "${sections[@]}"
