@@ -84,15 +84,20 @@ def test_results_markdown(tmp_path: Path) -> None:
     )
     text = out.read_text(encoding="utf-8")
     assert text.startswith("# Mini results\n")
-    assert "| git | 0123456789abcdef (dirty) |" in text
-    assert "| torch | 2.13.0 |" in text and "| GPU | none |" in text
-    assert "./run.sh --stage 0 --stop-stage 9" in text
-    assert "python -m speechkd.bin.score --x" in text
-    assert "cd egs/mini\n./run.sh --stage 0\n" in text
+    assert "[RESULTS-details.md](RESULTS-details.md)" in text
+    # environment, commands, experiments and sclite tables are in the details beside it
+    details = (tmp_path / "RESULTS-details.md").read_text(encoding="utf-8")
+    assert details.startswith("# Mini results: details\n")
+    assert "| git | 0123456789abcdef (dirty) |" in details
+    assert "| torch | 2.13.0 |" in details and "| GPU | none |" in details
+    assert "./run.sh --stage 0 --stop-stage 9" in details
+    assert "python -m speechkd.bin.score --x" in details
+    assert "cd egs/mini\n./run.sh --stage 0\n" in details
+    assert "## Environment" not in text and "## Commands" not in text
     # experiments table with parameters from the meta file
     assert (
         "| DistilWhisper | whisper-small + CLSR (JS KD) | language experts, JS divergence | "
-        "10.50M | 250.00M | `exp/distilwhisper/small-js` |" in text
+        "10.50M | 250.00M | `exp/distilwhisper/small-js` |" in details
     )
     # methods sorted; per-language columns and averages
     assert text.index("### DistilWhisper") < text.index("### joint_st") < text.index("### pepsi")
@@ -104,16 +109,20 @@ def test_results_markdown(tmp_path: Path) -> None:
     sig = "nrefs:1\\|case:mixed\\|eff:no\\|tok:13a"
     assert f"| 8-8-2 (decode) | tst-COMMON | 100.00 | 100.00 | `{sig}" in text
     # sclite tables per set
-    assert "### test (WER)" in text and "### dev (WER)" in text
+    assert "### test (WER)" in details and "### dev (WER)" in details
     assert (
         "| pepsi: w2v2-s1 (decode) | 5 | 19 | 16 (84.2%) | 3 (15.8%) | 0 (0.0%) | 0 (0.0%) | "
-        "3 (15.8%) | 3 (60.0%) |" in text
+        "3 (15.8%) | 3 (60.0%) |" in details
     )
+    assert "sclite" not in text.split("\n", 4)[-1]
     # deterministic: writing again gives the same bytes
     again = write_results(
         [exp], tmp_path / "R2.md", title="Mini results", commands_files=[commands], env=ENV, git=GIT
     )
-    assert again.read_text(encoding="utf-8") == text
+    assert again.read_text(encoding="utf-8") == text.replace("RESULTS-details", "R2-details")
+    assert (tmp_path / "R2-details.md").read_text(encoding="utf-8") == details.replace(
+        "[RESULTS.md](RESULTS.md)", "[R2.md](R2.md)"
+    )
 
 
 def test_collect_scores_order_and_experiments(tmp_path: Path) -> None:
@@ -148,7 +157,7 @@ def test_cli_and_environment(tmp_path: Path, repo_root: Path) -> None:
     _asr(exp / "m" / "model" / "decode", "test", wrong=1)
     out = tmp_path / "RESULTS.md"
     assert main(["--exp-dir", str(exp), "--out", str(out), "--repo-dir", str(tmp_path)]) == 0
-    text = out.read_text(encoding="utf-8")
+    text = (tmp_path / "RESULTS-details.md").read_text(encoding="utf-8")
     assert "| git | not a git checkout |" in text
     assert "| Python |" in text and "| lhotse | 1.33.0 |" in text
     env = collect_environment()
@@ -174,12 +183,10 @@ def test_sections_after_method_tables(tmp_path: Path) -> None:
     out = tmp_path / "out" / "RESULTS.md"
     write_results([exp], out, env=ENV, git=GIT, section_files=[section, second])
     text = out.read_text(encoding="utf-8")
-    assert (
-        text.index("### pepsi")
-        < text.index("\n## DistilWhisper\n")
-        < text.index("\n## Second section")
-        < text.index("## sclite summaries per set")
-    )
+    # without claims in the sections, the per-method tables stay in RESULTS.md
+    assert text.index("### pepsi") < text.index("\n## DistilWhisper\n")
+    assert text.index("\n## DistilWhisper\n") < text.index("\n## Second section")
+    assert "## sclite summaries per set" in (out.parent / "RESULTS-details.md").read_text()
     # links relative to the section file now point from RESULTS.md's directory; others unchanged
     assert "![gates](../exp/distilwhisper/report/plots/gates.png)" in text
     assert "[paper](https://arxiv.org/abs/x) [top](#results)" in text

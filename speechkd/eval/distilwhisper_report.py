@@ -27,7 +27,8 @@ from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
 from speechkd.eval.markdown import md_table
-from speechkd.eval.report_inputs import PARAM_KEYS, load_json_object, load_params
+from speechkd.eval.report_inputs import PARAM_KEYS, load_json_object
+from speechkd.eval.report_kit import load_params
 from speechkd.eval.results_json import (
     ALL,
     ResultRows,

@@ -1,10 +1,9 @@
-"""Inputs shared by the method reports: ``NAME=VALUE`` options, JSON objects and ``params.json``
-parameter counts."""
+"""Inputs shared by the method reports: ``NAME=VALUE`` options and JSON objects (the parameter
+counts of ``params.json``: :func:`speechkd.eval.report_kit.load_params`)."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -64,16 +63,3 @@ def load_json_object(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object")
     return data
-
-
-def load_params(path: str | os.PathLike) -> dict[str, int]:
-    """``{"total", "trainable", "inference"}`` of a ``params.json``, each a non-negative int."""
-    path = Path(path)
-    data = load_json_object(path, "params file")
-    out: dict[str, int] = {}
-    for key in PARAM_KEYS:
-        value = data.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise DataError(f"{path}: field {key!r} must be a non-negative integer, got {value!r}")
-        out[key] = value
-    return out

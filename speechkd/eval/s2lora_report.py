@@ -38,7 +38,7 @@ from speechkd.eval.learned_update import collapse_reason, decoded_model_dir, rel
 from speechkd.eval.markdown import md_parse_table, md_table
 from speechkd.eval.pruning_plots import GROUP_TITLES, SHORT_NAMES
 from speechkd.eval.report_inputs import load_json_object
-from speechkd.eval.report_inputs import load_params as load_model_params
+from speechkd.eval.report_kit import load_params as load_model_params
 from speechkd.eval.results_json import (
     ALL,
     ResultRows,
