@@ -64,7 +64,7 @@ from speechkd.data.manifest_io import read_cuts
 from speechkd.data.whisper_tokenizer import load_whisper_tokenizer
 from speechkd.errors import DataError
 from speechkd.utils.atomic import atomic_write_text
-from speechkd.utils.cli import run_cli
+from speechkd.utils.cli import HelpFormatter, run_cli
 from speechkd.utils.logging import setup_logging
 from speechkd.whisper.data import DurationBatchSampler, WhisperAsrDataset
 from speechkd.whisper.decode import configure_generation
@@ -77,14 +77,12 @@ logger = logging.getLogger(__name__)
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--init-from", required=True, help="save_pretrained Whisper model directory")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: --init-from)")
     p.add_argument("--train-cuts", required=True, help="CutSet of the target language")
     p.add_argument("--dev-cuts", default=None, help="CutSet for the per-epoch validation loss")
-    p.add_argument("--exp-dir", required=True)
+    p.add_argument("--exp-dir", required=True, help="experiment directory")
     imp = p.add_argument_group("iterative magnitude pruning")
     imp.add_argument(
         "--target-sparsity", type=float, default=0.5, help="pruned share of all parameters"
@@ -106,31 +104,31 @@ def get_parser() -> argparse.ArgumentParser:
         "--save-every-round", action="store_true", help="export every round's model for decoding"
     )
     lora = p.add_argument_group("LoRA on the decoder attention (q, v)")
-    lora.add_argument("--lora-r", type=int, default=8)
-    lora.add_argument("--lora-alpha", type=int, default=64)
-    lora.add_argument("--lora-dropout", type=float, default=0.05)
+    lora.add_argument("--lora-r", type=int, default=8, help="LoRA rank")
+    lora.add_argument("--lora-alpha", type=int, default=64, help="LoRA scaling alpha")
+    lora.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout")
     lora.add_argument("--lora-targets", default=PEPSI_TARGETS, help="peft target_modules regex")
     lora.add_argument(
         "--no-lora", action="store_true", help="plain Whisper IMP (every weight prunable)"
     )
     train = p.add_argument_group("training in each round")
-    train.add_argument("--round-epochs", type=int, default=2)
-    train.add_argument("--round-lr", type=float, default=1e-5)
-    train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--warmup-steps", type=int, default=None)
-    train.add_argument("--warmup-epochs", type=float, default=0.0)
-    train.add_argument("--accum-grad", type=int, default=1)
+    train.add_argument("--round-epochs", type=int, default=2, help="training epochs a round")
+    train.add_argument("--round-lr", type=float, default=1e-5, help="peak learning rate")
+    train.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    train.add_argument("--warmup-steps", type=int, default=None, help="default: --warmup-epochs")
+    train.add_argument("--warmup-epochs", type=float, default=0.0, help="warm-up in epochs")
+    train.add_argument("--accum-grad", type=int, default=1, help="batches a step")
     train.add_argument("--clip-grad-norm", type=float, default=1.0, help="0: no clipping")
     train.add_argument("--max-duration", type=float, default=200.0, help="seconds per batch")
-    train.add_argument("--max-cuts", type=int, default=None)
-    train.add_argument("--num-buckets", type=int, default=10)
-    p.add_argument("--seed", type=int, default=42)
+    train.add_argument("--max-cuts", type=int, default=None, help="cuts per batch at most")
+    train.add_argument("--num-buckets", type=int, default=10, help="duration buckets")
+    p.add_argument("--seed", type=int, default=42, help="random seed")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--log-interval", type=int, default=10)
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--log-interval", type=int, default=10, help="log every N steps")
     p.add_argument("--resume", action="store_true", help="continue after the last finished round")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     meta = p.add_argument_group("report metadata (results_meta.json)")
     meta.add_argument("--method-name", default="lth", help="method column of RESULTS.md")
     meta.add_argument("--model-name", default=None, help="model column (default: exp dir name)")

@@ -45,8 +45,9 @@ from speechkd.data.whisper_tokenizer import load_whisper_tokenizer
 from speechkd.errors import ConfigError, DataError
 from speechkd.launch.distributed import init_distributed, is_main_process, teardown_distributed
 from speechkd.utils.atomic import atomic_write_text
-from speechkd.utils.cli import run_cli
+from speechkd.utils.cli import HelpFormatter, run_cli
 from speechkd.utils.logging import setup_logging
+from speechkd.utils.options import add_dataclass_options, dataclass_from_options
 from speechkd.whisper.clsr import add_clsr, language_parameter_count
 from speechkd.whisper.data import DurationBatchSampler, WhisperAsrDataset
 from speechkd.whisper.decode import (
@@ -72,7 +73,6 @@ from speechkd.whisper.pruning import (
 )
 from speechkd.whisper.selection import (
     DEFAULT_TOKENS_PER_SECOND,
-    SELECT_BY,
     DevErrorRate,
 )
 from speechkd.whisper.teacher_cache import TeacherCache
@@ -83,6 +83,7 @@ from speechkd.whisper.trainer import (
     clsr_training_hooks,
     default_device,
     export_model,
+    planned_steps,
     seed_everything,
 )
 
@@ -94,9 +95,7 @@ MASK_SAFE_METHODS = ("full", "pepsi", "bitfit")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--train-cuts", required=True, help="lhotse CutSet of the training data")
     p.add_argument("--dev-cuts", default=None, help="CutSet for the per-epoch validation loss")
     p.add_argument(
@@ -116,7 +115,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="tokenizer directory or hub name (default: --init-from, else openai/whisper-small)",
     )
-    p.add_argument("--peft", choices=PEFT_METHODS, default="full")
+    p.add_argument("--peft", choices=PEFT_METHODS, default="full", help="fine-tuning method")
     p.add_argument("--peft-options", default="{}", help="JSON dict of apply_peft options")
     p.add_argument(
         "--s2lora-alpha1", type=float, default=0.05, help="S2-LoRA: weight of the L1 on s_i"
@@ -130,19 +129,16 @@ def get_parser() -> argparse.ArgumentParser:
         help="pruning masks (pepsi_prune's masks.safetensors): pruned weights stay zero "
         "(LTH-FT with --peft full, PEPSI with --peft pepsi)",
     )
-    p.add_argument("--exp-dir", required=True)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--warmup-steps", type=int, default=None)
-    p.add_argument("--warmup-epochs", type=float, default=0.0)
-    p.add_argument("--accum-grad", type=int, default=1)
-    p.add_argument("--clip-grad-norm", type=float, default=1.0, help="0: no clipping")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--max-duration", type=float, default=200.0, help="seconds of audio per batch")
-    p.add_argument("--max-cuts", type=int, default=None, help="cuts per batch at most")
-    p.add_argument("--num-buckets", type=int, default=10)
-    p.add_argument(
+    add_dataclass_options(p.add_argument_group("training (TrainerConfig)"), TrainerConfig)
+    batches = p.add_argument_group("batches")
+    batches.add_argument(
+        "--max-duration", type=float, default=200.0, help="seconds of audio per batch"
+    )
+    batches.add_argument("--max-cuts", type=int, default=None, help="cuts per batch at most")
+    batches.add_argument(
+        "--num-buckets", type=int, default=10, help="duration buckets of the sampler"
+    )
+    batches.add_argument(
         "--language-homogeneous", action="store_true", help="one language per batch (CLSR)"
     )
     clsr = p.add_argument_group("CLSR language experts and distillation (DistilWhisper)")
@@ -164,35 +160,15 @@ def get_parser() -> argparse.ArgumentParser:
     clsr.add_argument("--no-gate-loss", action="store_true", help="train CLSR without L_g")
     clsr.add_argument("--kd-teacher", default=None, help="teacher model dir (online teacher)")
     clsr.add_argument("--kd-cache", default=None, help="teacher top-k cache (cache_teacher)")
-    clsr.add_argument("--kd-divergence", choices=KD_DIVERGENCES, default="js")
+    clsr.add_argument("--kd-divergence", choices=KD_DIVERGENCES, default="js", help="KD divergence")
     clsr.add_argument("--kd-weight", type=float, default=2.0, help="alpha of alpha*L_KD")
-    clsr.add_argument("--kd-temperature", type=float, default=1.0)
+    clsr.add_argument("--kd-temperature", type=float, default=1.0, help="KD temperature")
     meta = p.add_argument_group("report metadata (results_meta.json)")
     meta.add_argument("--method-name", default=None, help="method column of RESULTS.md")
     meta.add_argument("--model-name", default=None, help="model column (default: exp dir name)")
     meta.add_argument("--description", default="", help="one line for RESULTS.md")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--keep-last", type=int, default=None, help="epoch checkpoints to keep")
-    p.add_argument("--log-interval", type=int, default=10)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument(
-        "--save-every-steps",
-        type=int,
-        default=None,
-        help="also checkpoint every N optimizer steps (resume mid-epoch after a kill)",
-    )
-    p.add_argument("--keep-step-checkpoints", type=int, default=2)
-    select = p.add_argument_group("best checkpoint")
-    select.add_argument(
-        "--select-by",
-        choices=SELECT_BY,
-        default="loss",
-        help="criterion of the best epoch on --dev-cuts: cross-entropy (loss), or the WER/CER "
-        "of greedy decoding at the end of every epoch (macro average over languages)",
-    )
+    select = p.add_argument_group("best checkpoint (--select-by wer|cer)")
     select.add_argument(
         "--select-max-cuts",
         type=int,
@@ -206,7 +182,6 @@ def get_parser() -> argparse.ArgumentParser:
         help="--select-by wer|cer: new tokens allowed per second of audio (looping hypotheses)",
     )
     p.add_argument("--export-dir", default=None, help="default: <exp-dir>/model")
-    p.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -353,6 +328,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def config_action(
+    parser: argparse.ArgumentParser, key: str, value: object
+) -> tuple[argparse.Action | None, object]:
+    """The option a ``--config`` key names (its flag or its destination) and the value to set.
+
+    ``no_progress: true`` (the flag ``--no-progress``) sets ``progress`` to False, as does
+    ``progress: false``.
+    """
+    flag = "--" + key.replace("_", "-")
+    for action in parser._actions:
+        if flag in action.option_strings:
+            if isinstance(action, argparse._StoreFalseAction):
+                value = not value
+            return action, value
+    dest = key.replace("-", "_")
+    return next((a for a in parser._actions if a.dest == dest), None), value
+
+
 def read_config_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
     """Option defaults from a YAML file; an unknown key or a wrong type raises ConfigError."""
     try:
@@ -361,13 +354,12 @@ def read_config_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
         raise ConfigError(f"--config {path}: cannot read YAML ({err})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a mapping of option names to values")
-    actions = {a.dest: a for a in parser._actions}
     defaults = {}
     for key, value in data.items():
-        dest = str(key).replace("-", "_")
-        action = actions.get(dest)
-        if action is None or dest in ("help", "config"):
+        action, value = config_action(parser, str(key), value)
+        if action is None or action.dest in ("help", "config"):
             raise ConfigError(f"--config {path}: unknown option {key!r}")
+        dest = action.dest
         if isinstance(value, dict):
             value = json.dumps(value)  # JSON-valued options (--peft-options, --clsr-options)
         elif action.type is not None and value is not None and not isinstance(value, list):
@@ -416,27 +408,8 @@ def main(argv: list[str] | None = None) -> int:
 
     dataset = WhisperAsrDataset.for_model(tokenizer, model.config)
     train_sampler = sampler(train_cuts, shuffle=True)
-    config = TrainerConfig(
-        exp_dir=str(exp_dir),
-        epochs=args.epochs,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        warmup_epochs=args.warmup_epochs,
-        accum_grad=args.accum_grad,
-        clip_grad_norm=args.clip_grad_norm or None,
-        label_smoothing=args.label_smoothing,
-        seed=args.seed,
-        device=args.device,
-        amp=args.amp,
-        log_interval=args.log_interval,
-        keep_last=args.keep_last,
-        num_workers=args.num_workers,
-        progress=not args.no_progress,
-        select_by=args.select_by,
-    )
-    rounds = -(-len(train_sampler) // env.world_size)  # batches per process and epoch
-    total_steps = -(-rounds // args.accum_grad) * args.epochs
+    config = dataclass_from_options(TrainerConfig, args)
+    _, total_steps = planned_steps(len(train_sampler), env.world_size, config)
     base_total = count_parameters(model).total
     peft_options = parse_peft_options(args.peft_options)
     hooks = TrainingHooks()

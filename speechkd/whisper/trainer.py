@@ -80,7 +80,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,33 +117,57 @@ DevScorer = Callable[[nn.Module, torch.device], "DevScore"]
 SELECT_BY = ("loss", "wer", "cer")
 
 
+def _option(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field whose metadata documents its command-line option."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclass
 class TrainerConfig:
-    """Optimisation and bookkeeping options (CLI flags of ``whisper_train`` by the same names)."""
+    """Optimisation and bookkeeping options.
 
-    exp_dir: str
-    epochs: int = 10
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    warmup_steps: int | None = None
-    warmup_epochs: float = 0.0
-    accum_grad: int = 1
-    clip_grad_norm: float | None = 1.0
-    label_smoothing: float = 0.0
-    seed: int = 42
-    device: str | None = None
-    amp: bool = False
-    log_interval: int = 10
-    keep_last: int | None = None
-    num_workers: int = 0
-    progress: bool = True
-    save_every_steps: int | None = None
-    keep_step_checkpoints: int = 2
-    find_unused_parameters: bool = True
-    pad_last_round: str = "repeat"
-    select_by: str = "loss"
+    ``whisper_train`` generates its trainer options from these fields (``--exp-dir``,
+    ``--epochs``, ...; ``progress``: ``--no-progress``), with these defaults and help texts
+    (:mod:`speechkd.utils.options`).
+    """
+
+    exp_dir: str = field(metadata={"help": "experiment directory (checkpoints, logs, exports)"})
+    epochs: int = _option(10, "training epochs")
+    lr: float = _option(1e-4, "peak learning rate (linear warm-up, then linear decay to 0)")
+    weight_decay: float = _option(0.0, "AdamW weight decay")
+    adam_betas: tuple[float, float] = _option((0.9, 0.999), "AdamW betas", metavar="BETA")
+    adam_eps: float = _option(1e-8, "AdamW epsilon")
+    warmup_steps: int | None = _option(None, "warm-up optimizer steps (default: --warmup-epochs)")
+    warmup_epochs: float = _option(0.0, "warm-up length in epochs when --warmup-steps is unset")
+    accum_grad: int = _option(1, "batches accumulated into one optimizer step")
+    clip_grad_norm: float | None = _option(1.0, "gradient norm clipping (0: no clipping)")
+    label_smoothing: float = _option(0.0, "label smoothing of the training cross-entropy")
+    seed: int = _option(42, "random seed (initialisation, batch order, dropout)")
+    device: str | None = _option(None, "default: cuda when available, else cpu")
+    amp: bool = _option(False, "bf16 autocast on CUDA")
+    log_interval: int = _option(10, "log the training losses every N optimizer steps")
+    keep_last: int | None = _option(None, "epoch checkpoints to keep (the best one always)")
+    num_workers: int = _option(0, "DataLoader worker processes")
+    progress: bool = _option(True, "tqdm progress bar of the training batches")
+    save_every_steps: int | None = _option(
+        None, "also checkpoint every N optimizer steps (resume mid-epoch after a kill)"
+    )
+    keep_step_checkpoints: int = _option(2, "mid-epoch (step) checkpoints to keep")
+    find_unused_parameters: bool = _option(
+        True, "DDP looks for parameters without a gradient in a step (CLSR: other experts)"
+    )
+    pad_last_round: str = _option(
+        "repeat",
+        "data parallel: fill the last incomplete round of batches with the epoch's first "
+        "batches (repeat) or drop it",
+        choices=("repeat", "drop"),
+    )
+    select_by: str = _option(
+        "loss",
+        "criterion of the best epoch on the dev cuts: cross-entropy (loss), or the WER/CER "
+        "of greedy decoding at the end of every epoch (macro average over languages)",
+        choices=SELECT_BY,
+    )
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -180,6 +204,22 @@ def default_device(device: str | None = None) -> torch.device:
     """
     env = distributed.detect_distributed_env(resolve_host=False)
     return distributed.local_device(env, device or None)
+
+
+def planned_steps(num_batches: int, world_size: int, config: TrainerConfig) -> tuple[int, int]:
+    """Optimizer steps per epoch and in all of training for ``num_batches`` batches an epoch.
+
+    The numbers :class:`WhisperTrainer` trains with: each of ``world_size`` processes gets its
+    rounds of batches (``config.pad_last_round``) and makes a step every ``accum_grad`` of them.
+    """
+    rounds = num_rounds(num_batches, world_size, config.pad_last_round)
+    if rounds == 0:
+        raise DataError(
+            f"{num_batches} training batches cannot feed {world_size} processes "
+            f"with pad_last_round={config.pad_last_round!r}"
+        )
+    per_epoch = math.ceil(rounds / config.accum_grad)
+    return per_epoch, per_epoch * config.epochs
 
 
 def linear_warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -498,13 +538,9 @@ class WhisperTrainer:
         self.rounds_per_epoch = num_rounds(
             len(train_sampler), self.world_size, config.pad_last_round
         )
-        if self.rounds_per_epoch == 0:
-            raise DataError(
-                f"{len(train_sampler)} training batches cannot feed {self.world_size} processes "
-                f"with pad_last_round='drop'"
-            )
-        self.steps_per_epoch = math.ceil(self.rounds_per_epoch / config.accum_grad)
-        self.total_steps = self.steps_per_epoch * config.epochs
+        self.steps_per_epoch, self.total_steps = planned_steps(
+            len(train_sampler), self.world_size, config
+        )
         if config.warmup_steps is not None:
             self.warmup_steps = config.warmup_steps
         else:
