@@ -11,16 +11,15 @@ import pytest
 from speechkd.bin.distilwhisper_report import main
 from speechkd.errors import ConfigError, DataError
 from speechkd.eval.decode_files import write_error_rate_files
+from speechkd.eval.distilwhisper_data import gap_closed, load_gate_usage
 from speechkd.eval.distilwhisper_report import (
     Domain,
     compute_gap_table,
-    gap_closed,
-    load_gate_usage,
-    load_params,
     load_system_scores,
     write_report,
 )
 from speechkd.eval.report_inputs import parse_named
+from speechkd.eval.report_kit import load_params
 from speechkd.eval.results_json import load_results_json
 from speechkd.eval.wer import Utterance, score_utterances
 from speechkd.utils.cli import run_cli
@@ -277,7 +276,8 @@ def test_bad_options(tmp_path: Path) -> None:
 
 
 def test_kd_cost_speedup(tmp_path: Path) -> None:
-    from speechkd.eval.distilwhisper_report import load_kd_cost, render_kd_cost
+    from speechkd.eval.distilwhisper_data import load_kd_cost
+    from speechkd.eval.distilwhisper_report import render_kd_cost
 
     online = tmp_path / "online.json"
     online.write_text(json.dumps({"history": [{"epoch": 1, "seconds": 30.0}]}))
@@ -294,3 +294,46 @@ def test_kd_cost_speedup(tmp_path: Path) -> None:
     cached.write_text(json.dumps({"history": []}))
     with pytest.raises(DataError, match="history"):
         load_kd_cost(online, cached)
+
+
+def test_claims_and_degenerate_references(tmp_path: Path) -> None:
+    dirs = _make(tmp_path)
+    ft = tmp_path / "exp" / "ft" / "decode"
+    clsr = tmp_path / "exp" / "clsr" / "decode"
+    for set_name in ("test", "test_ood"):
+        _decode(ft, set_name, {"ca": 2, "th": 2})
+        _decode(clsr, set_name, {"ca": 4, "th": 3})
+    systems = {n: dirs[n] for n in ERRORS} | {"FT": ft, "CLSR-FT": clsr}
+    out = write_report(
+        systems, "whisper-small", "whisper-large", ["test"], ["test_ood"], tmp_path / "r.md"
+    )
+    text = out.read_text(encoding="utf-8")
+    block = text.split("### What this run shows\n\n")[1].split("\n\n###")[0].splitlines()
+    assert block == [
+        "- FT lowers the error rate of the zero-shot student (in-domain avg WER): **yes** "
+        "(FT 20.00 vs whisper-small 55.00 WER, -63.6 % relative).",
+        "- The teacher beats the zero-shot student on every target language (in-domain WER): "
+        "**yes** (ca 10.00 vs 50.00, th 20.00 vs 60.00).",
+        "- DistilWhisper beats CLSR-FT (in-domain avg WER): **yes** (DistilWhisper 30.00 vs "
+        "CLSR-FT 35.00 WER).",
+        "- DistilWhisper beats CLSR-FT (out-of-domain avg WER): **yes** (DistilWhisper 20.00 vs "
+        "CLSR-FT 35.00 WER).",
+        "- DistilWhisper closes part of the teacher–student gap (in-domain avg; paper: 35.2 % "
+        "out of domain): **yes** (DistilWhisper 62.5 %, CLSR-FT 50.0 %).",
+        "- DistilWhisper closes part of the teacher–student gap (out-of-domain avg; paper: "
+        "35.2 % out of domain): **yes** (DistilWhisper 100.0 %, CLSR-FT -50.0 %).",
+    ]
+    # swapped references: the "teacher" is not better anywhere, so no gap table of n/a cells
+    out = write_report(
+        systems, "whisper-large", "whisper-small", ["test"], ["test_ood"], tmp_path / "s.md"
+    )
+    text = out.read_text(encoding="utf-8")
+    gap = text.split("### Gap closed")[1].split("###")[0]
+    assert "| System |" not in gap and "n/a" not in gap
+    assert "**no verdict: the reference systems are degenerate** (whisper-large 15.00 is not" in gap
+    assert (
+        "- The teacher beats the zero-shot student on every target language (in-domain WER): "
+        "**no** (ca 50.00 vs 10.00, th 60.00 vs 20.00)." in text
+    )
+    assert "DistilWhisper closes part of the teacher–student gap" in text
+    assert text.count("no gap to close") == 4  # two claims, the line replacing the table (x2)

@@ -1,5 +1,6 @@
-"""DistilWhisper report section: WER table (paper's Table 1), gap closed, parameters, and the
-gate activation plot (Fig. 2), from the decode directories of the systems.
+"""DistilWhisper report section: what the run shows (the paper's claims with computed verdicts),
+the error-rate table (paper's Table 1), gap closed, parameters, and the gate activation plot
+(Fig. 2), from the decode directories of the systems.
 
 Systems are given in table order as ``NAME=DECODE_DIR`` or ``NAME=DECODE_DIR,PARAMS_JSON``;
 every decode dir holds ``scores-<set>.json`` for every set. CLSR systems for the gate plot are
@@ -26,7 +27,8 @@ import argparse
 import logging
 
 from speechkd.errors import ConfigError
-from speechkd.eval.distilwhisper_report import GATE_PARTS, load_kd_cost, write_report
+from speechkd.eval.distilwhisper_data import GATE_PARTS, load_kd_cost
+from speechkd.eval.distilwhisper_report import write_report
 from speechkd.eval.report_inputs import parse_named_list
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speechkd.errors import DataError
+from speechkd.errors import ConfigError, DataError
 from speechkd.eval.markdown import md_table
 from speechkd.eval.report_inputs import PARAM_KEYS, load_json_object
 from speechkd.eval.results_json import ResultRows, results_json_path, write_results_json
@@ -41,6 +41,8 @@ __all__ = [
     "NA",
     "TIE",
     "Claim",
+    "Domain",
+    "SetScores",
     "Notes",
     "at_chance",
     "beats",
@@ -51,6 +53,8 @@ __all__ = [
     "load_json_object",
     "load_params",
     "load_scores",
+    "load_set_scores",
+    "make_domains",
     "md_table",
     "pooled_counts",
     "pyplot",
@@ -73,6 +77,7 @@ BLEU_FLOOR = 1.0
 ERROR_RATE_CEILING = 95.0
 HIGHER_IS_BETTER = ("bleu", "chrf", "gap")
 CLAIMS_HEADING = "### What this run shows"
+IN_DOMAIN, OUT_OF_DOMAIN = "in-domain", "out-of-domain"
 YES, NO, MIXED, EVEN = "yes", "no", "mixed", "tie"
 NOT_TESTED = "not tested"
 NO_VERDICT = "no verdict: the reference systems are degenerate"
@@ -151,6 +156,58 @@ def load_params(path: str | os.PathLike, nonzero_total: bool = False) -> dict[st
     if nonzero_total and out["total"] == 0:
         raise DataError(f"{path}: field 'total' is 0")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-language error rates and in-/out-of-domain sets
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetScores:
+    """Error rates (%) of one system on one set: per language and their mean (the paper's avg)."""
+
+    set_name: str
+    metric: str
+    per_language: dict[str, float]
+    path: Path
+
+    @property
+    def average(self) -> float:
+        return mean(self.per_language.values())
+
+
+def load_set_scores(decode_dir: str | os.PathLike, set_name: str) -> SetScores:
+    """Per-language WER/CER (%) of ``<decode_dir>/scores-<set_name>.json``, from its counts."""
+    path = Path(decode_dir) / f"scores-{set_name}.json"
+    payload = load_scores(path, set_name, ERROR_RATE_METRICS)
+    if not isinstance(payload.get("per_language"), dict) or not payload["per_language"]:
+        raise DataError(f"{path}: field 'per_language' missing or empty")
+    rates = {k: pooled_counts(payload, path, k).rate for k in sorted(payload["per_language"])}
+    return SetScores(set_name, str(payload["metric"]), rates, path)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A named group of sets (in-domain, out-of-domain)."""
+
+    name: str
+    sets: tuple[str, ...]
+
+
+def make_domains(in_domain: Sequence[str], out_of_domain: Sequence[str]) -> list[Domain]:
+    """In- and out-of-domain groups; each set in at most one, at least one set in all."""
+    if not in_domain and not out_of_domain:
+        raise ConfigError("give at least one in-domain or out-of-domain set")
+    if set(in_domain) & set(out_of_domain):
+        raise ConfigError(
+            f"sets both in- and out-of-domain: {sorted(set(in_domain) & set(out_of_domain))}"
+        )
+    for group in (in_domain, out_of_domain):
+        if len(set(group)) != len(group):
+            raise ConfigError(f"a set is given twice: {list(group)}")
+    pairs = ((IN_DOMAIN, in_domain), (OUT_OF_DOMAIN, out_of_domain))
+    return [Domain(name, tuple(sets)) for name, sets in pairs if sets]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,7 +405,9 @@ def join_section(lines: Sequence[str]) -> str:
 _ABS_PATH = re.compile(r"(?<![\w.~:/\\-])/(?:[\w.@+-]+/)+[\w.@+-]*")
 
 
-def _repo_root(start: Path) -> Path | None:
+def repo_root(start: str | os.PathLike) -> Path | None:
+    """The nearest directory at or above ``start`` holding ``.git``, None if there is none."""
+    start = Path(os.path.abspath(start))
     for candidate in (start, *start.parents):
         if (candidate / ".git").exists():
             return candidate
@@ -375,7 +434,7 @@ def relative_paths(
     paths inside the checkout ``root`` (default: the git checkout holding ``base``) directly, a
     path of another checkout by its part that exists in this one, any other as ``…/<name>``."""
     base = Path(os.path.abspath(base))
-    top = Path(os.path.abspath(root)) if root is not None else _repo_root(base)
+    top = Path(os.path.abspath(root)) if root is not None else repo_root(base)
 
     def rewrite(match: re.Match) -> str:
         raw = match.group(0)

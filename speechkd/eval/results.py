@@ -26,7 +26,7 @@ from pathlib import Path
 from speechkd.errors import DataError
 from speechkd.eval.decode_files import sclite_row
 from speechkd.eval.markdown import md_cell, md_table
-from speechkd.eval.report_kit import DASH, relative_paths, rule_note, split_claims
+from speechkd.eval.report_kit import DASH, relative_paths, repo_root, rule_note, split_claims
 from speechkd.eval.results_json import merge_results_json
 from speechkd.eval.wer import ErrorCounts
 from speechkd.utils.atomic import atomic_write_text
@@ -443,7 +443,8 @@ def write_results(
     details_text = render_details(
         entries, env, git, title, commands, method_tables=has_claims, results_name=out.name
     )
-    atomic_write_text(details, relative_paths(details_text, out.parent))
-    atomic_write_text(out, relative_paths(text, out.parent))
+    root = repo_root(out.parent) or repo_root(repo_dir)
+    atomic_write_text(details, relative_paths(details_text, out.parent, root))
+    atomic_write_text(out, relative_paths(text, out.parent, root))
     merge_results_json(section_files, out)
     return out
