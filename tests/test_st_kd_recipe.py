@@ -19,6 +19,7 @@ from tests.mini_recipe import run_method_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 MUSTC_RUN = ROOT / "egs" / "mustc" / "st_kd" / "run.sh"
+MINI_RUN = ROOT / "egs" / "mini" / "st_kd" / "run.sh"
 # a subset of the systems keeps the run short: one of each kind (every KD loss and scheme file is
 # the same stage with another conf/st_kd/schemes file, see tests/test_st_kd_criterion.py)
 MINI_OPTIONS = [
@@ -55,14 +56,28 @@ def test_st_kd_mini_recipe(mini_run) -> None:
     teacher_log = (exp / "teacher" / "log" / "train.log").read_text()
     assert "--w2v-path" in teacher_log and "--load-pretrained-mbart-from" in teacher_log
     assert "--ddsd-warmup-updates 1" in teacher_log  # scaled to the budget (teacher updates / 2)
-    # a student copied from the teacher: its own warm-up (student updates / 5)
-    assert "--ddsd-warmup-updates 0" in (exp / "kd_res" / "log" / "train.log").read_text()
+    # the KD student and stage 1 of the scheme are pruned from the pre-trained models (the
+    # paper's), with their warm-up; C:fine-tuned and the later stages start from trained weights
+    # (student updates / 5)
+    kd_log = (exp / "kd_res" / "log" / "train.log").read_text()
+    scheme_logs = [
+        (exp / "scheme_task" / f"stage{n}" / "log" / "train.log").read_text() for n in (1, 2, 3)
+    ]
+    for log in (kd_log, scheme_logs[0]):
+        assert "--student-init pretrained" in log and "--ddsd-warmup-updates 1" in log
+        assert f"--w2v-path {exp / 'pretrain' / 'w2v2' / 'checkpoint_last.pt'}" in log
+    c_log = (exp / "c_tiny_student_teacher" / "log" / "train.log").read_text()
+    assert f"--student-init-checkpoint {exp / 'teacher' / 'checkpoint_best.pt'}" in c_log
+    for log in (c_log, *scheme_logs[1:]):
+        assert "--ddsd-warmup-updates 0" in log
 
     for system in SYSTEMS:
         info = json.loads((exp / system / "system.json").read_text())
         model = json.loads((exp / system / "model.json").read_text())
         assert model["depths"] == ("4-4-4" if system == "teacher" else "2-2-2"), system
         assert info["checkpoint"] == model["checkpoint"] and Path(info["checkpoint"]).is_file()
+        if system in ("kd_res", "scheme_task", "mstar_kd_res"):
+            assert info["init"] == "pretrained", system
         for modality in ("sph", "txt"):
             scores = json.loads(
                 (exp / system / f"decode_test_{modality}" / "scores-test.json").read_text()
@@ -193,6 +208,7 @@ def test_st_kd_recipe_rejects_bad_system_lists(tmp_path: Path) -> None:
         (("--kd-systems", "kd_nope"), "kd_systems: no "),
         (("--schemes", "nope"), "schemes: no "),
         (("--finetune-systems", "nope"), "finetune_systems: 'nope' is neither best"),
+        (("--student-init", "random"), "student init must be pretrained or finetuned"),
     ]
     for options, message in cases:
         cmd = ["bash", str(MUSTC_RUN), "--stage", "20", "--stop-stage", "20", *options]
@@ -200,6 +216,20 @@ def test_st_kd_recipe_rejects_bad_system_lists(tmp_path: Path) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "exp" / "st_kd" / ".stages").exists()  # no stage ran
+
+
+def test_st_kd_recipes_initialise_students_from_the_pretrained_models() -> None:
+    """Both recipes default to the paper's initialisation (wav2vec 2.0 + mBART) and train
+    C:fine-tuned beside C:pre-trained (Table 3)."""
+    for recipe, arch in ((MUSTC_RUN, "student_6_6_6"), (MINI_RUN, "tiny_student")):
+        proc = subprocess.run(
+            ["bash", str(recipe), "--help"], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        options = proc.stdout + proc.stderr
+        assert "--student-init pretrained " in options, recipe
+        c_systems = next(x for x in options.splitlines() if "--c-systems" in x).split()
+        assert {f"{arch}:teacher", f"{arch}:pretrained"} <= set(c_systems), recipe
 
 
 def _system(exp: Path, name: str, bleu: tuple[float, float], params: int, **fields: str) -> str:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +16,7 @@ from speechkd.errors import ConfigError
 from speechkd.fairseq_plugin.models import st_students as st
 from speechkd.fairseq_plugin.models.st_param_table import count_groups
 
+ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 40
 PAPER_MAPS = {
     6: [0, 2, 4, 7, 9, 11],
@@ -316,11 +321,16 @@ def test_fairseq_task_criterion_and_teacher_checkpoint_student(tmp_path):
 
     ckpt = tmp_path / "teacher.pt"
     _save(ckpt, args, teacher)
-    flags = st.fairseq_train_args("tiny_student", student_init_checkpoint=str(ckpt))
+    flags = st.fairseq_train_args(
+        "tiny_student", student_init="teacher", student_init_checkpoint=str(ckpt)
+    )
     with pytest.raises(ConfigError, match="trust_pickle"):
         task.build_model(_fairseq_args(data, flags))
     flags = st.fairseq_train_args(
-        "tiny_student", student_init_checkpoint=str(ckpt), student_init_trust_pickle=True
+        "tiny_student",
+        student_init="teacher",
+        student_init_checkpoint=str(ckpt),
+        student_init_trust_pickle=True,
     )
     s_args = _fairseq_args(data, flags)
     student = task.build_model(s_args)
@@ -351,12 +361,10 @@ def test_pretrained_paths_need_trust_and_random_student_refuses_paths(tmp_path):
         st.build_from_config("tiny_student", VOCAB, student_init="pretrained")
 
 
-def test_student_from_pretrained_wav2vec2_and_mbart_checkpoints(tmp_path):
+def _save_pretrained(pre, w2v_path, mbart_path) -> None:
+    """Stand-ins of the pre-trained checkpoints: the wav2vec2 and the mBART parts of ``pre``."""
     from omegaconf import OmegaConf
 
-    # stand-ins of the pretrained checkpoints: a 6-layer wav2vec2 (its first 4 layers are the
-    # source: drop_w2v_layers 2) and a 4+4-layer mBART
-    pre = _tiny((6, 4, 4))
     history = {
         "optimizer_history": [
             {
@@ -369,7 +377,8 @@ def test_student_from_pretrained_wav2vec2_and_mbart_checkpoints(tmp_path):
         "extra_state": {"train_iterator": {"epoch": 1}},
     }
     w2v = pre.encoder.spch_encoder.w2v_encoder.w2v_model
-    w2v_path, mbart_path = tmp_path / "w2v.pt", tmp_path / "mbart.pt"
+    for path in (w2v_path, mbart_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
             "cfg": OmegaConf.to_container(pre.speechkd_w2v_args),
@@ -381,6 +390,14 @@ def test_student_from_pretrained_wav2vec2_and_mbart_checkpoints(tmp_path):
     mbart = {f"encoder.{k}": v for k, v in pre.encoder.text_encoder.state_dict().items()}
     mbart.update({f"decoder.{k}": v for k, v in pre.decoder.text_decoder.state_dict().items()})
     torch.save({"model": mbart, **history}, mbart_path)
+
+
+def test_student_from_pretrained_wav2vec2_and_mbart_checkpoints(tmp_path):
+    # stand-ins of the pretrained checkpoints: a 6-layer wav2vec2 (its first 4 layers are the
+    # source: drop_w2v_layers 2) and a 4+4-layer mBART
+    pre = _tiny((6, 4, 4))
+    w2v_path, mbart_path = tmp_path / "w2v.pt", tmp_path / "mbart.pt"
+    _save_pretrained(pre, w2v_path, mbart_path)
 
     paths = dict(
         w2v_path=str(w2v_path),
@@ -406,3 +423,115 @@ def test_student_from_pretrained_wav2vec2_and_mbart_checkpoints(tmp_path):
         assert torch.equal(value, p_state[p_key]), key
         copied += 1
     assert copied == len(s_state) - 6
+
+
+# a student tensor of layer 1 of each part and, with the tiny student's map {0, 3}, its source
+SOURCE_LAYERS = {
+    "encoder.spch_encoder.w2v_encoder.w2v_model.encoder.layers.{}.fc1.weight": 3,
+    "encoder.text_encoder.layers.{}.self_attn.k_proj.weight": 3,
+    "decoder.text_decoder.layers.{}.fc2.weight": 3,
+}
+
+
+def _student_sources(root):
+    """The fairseq task of a tiny data dir, the tiny pre-trained stand-in (wav2vec 2.0 + mBART)
+    and the trained tiny teacher, saved where the recipe's stages keep them."""
+    from fairseq import tasks
+
+    data = _data_dir(root)
+    args = _fairseq_args(data, st.fairseq_train_args("tiny_teacher"))
+    task = tasks.setup_task(args)
+    torch.manual_seed(1)
+    pre = task.build_model(args)
+    paths = {
+        "w2v": root / "pretrain" / "w2v2" / "checkpoint_last.pt",
+        "mbart": root / "pretrain" / "mbart" / "checkpoint_last.pt",
+        "teacher": root / "teacher" / "checkpoint_best.pt",
+    }
+    _save_pretrained(pre, paths["w2v"], paths["mbart"])
+    torch.manual_seed(2)
+    teacher = task.build_model(args)
+    paths["teacher"].parent.mkdir(parents=True)
+    _save(paths["teacher"], args, teacher)
+    return data, task, pre, teacher, paths
+
+
+def _assert_copied_from(student, source, other) -> None:
+    """Layer 1 of each part of ``student`` is layer 3 of ``source`` (and not of ``other``)."""
+    s_state, src_state, other_state = student.state_dict(), source.state_dict(), other.state_dict()
+    for pattern, layer in SOURCE_LAYERS.items():
+        value, key = s_state[pattern.format(1)], pattern.format(layer)
+        assert torch.equal(value, src_state[key]), key
+        assert not torch.equal(value, other_state[key]), key
+    key = "decoder.text_decoder.embed_tokens.weight"
+    assert torch.equal(s_state[key], src_state[key])
+
+
+def test_students_start_from_pretrained_by_default_and_from_the_teacher_as_option(tmp_path):
+    """student_init_overrides (the recipes' student build): layers pruned from the pre-trained
+    wav2vec 2.0 + mBART by default, from the fine-tuned teacher with "finetuned"."""
+    data, task, pre, teacher, paths = _student_sources(tmp_path)
+    sources = {k: str(v) for k, v in paths.items()}
+
+    default = st.student_init_overrides(**sources, trust=True)
+    assert default["student_init"] == "pretrained" == st.DEFAULT_STUDENT_INIT
+    assert default["w2v_path"] == sources["w2v"]
+    flags = st.fairseq_train_args("tiny_student", **default)
+    student = task.build_model(_fairseq_args(data, flags))
+    assert student.student_layer_map == {"speech": [0, 3], "text": [0, 3], "decoder": [0, 3]}
+    _assert_copied_from(student, pre, teacher)
+
+    for init in ("finetuned", "teacher"):
+        overrides = st.student_init_overrides(init, **sources, trust=True)
+        assert overrides["student_init"] == "teacher" and overrides["w2v_path"] is None
+        flags = st.fairseq_train_args("tiny_student", **overrides)
+        student = task.build_model(_fairseq_args(data, flags))
+        _assert_copied_from(student, teacher, pre)
+
+    with pytest.raises(ConfigError, match="expected one of pretrained, finetuned, teacher"):
+        st.student_init_overrides("random", **sources)
+    with pytest.raises(ConfigError, match="fine-tuned teacher checkpoint"):
+        st.student_init_overrides("finetuned", w2v=sources["w2v"], mbart=sources["mbart"])
+    with pytest.raises(ConfigError, match="wav2vec 2.0 and mBART"):
+        st.student_init_overrides(teacher=sources["teacher"])
+
+
+def _recipe_student_flags(method_exp, init: str | None) -> list[str]:
+    """The architecture flags local/recipes/st_kd.sh renders for a tiny KD student (its
+    $student_init default when ``init`` is None)."""
+    script = """
+set -euo pipefail
+. local/stage_lib.sh
+stage=20 stop_stage=0 train_cuts=none test_sets=test=none tgt_lang=de method_exp=$1
+student_arch=tiny_student
+[ -z "$2" ] || student_init=$2
+. local/recipes/st_kd.sh
+stkd_render "s|$student_arch|$(stkd_init_opts "$student_init")|kd_res|$stkd_kd_opts"
+printf '%s\\n' "${stkd_flags[s]}"
+"""
+    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT))
+    proc = subprocess.run(
+        ["bash", "-c", script, "render", str(method_exp), init or ""],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    flags = shlex.split(proc.stdout.strip().splitlines()[-1])
+    return flags[: flags.index("--criterion")]  # the scheme's flags follow
+
+
+def test_recipe_builds_students_from_pretrained_by_default(tmp_path):
+    """The shared ST KD stages prune the KD students from the pre-trained wav2vec 2.0 + mBART of
+    stage 11 by default and from the teacher B of stage 12 with student_init=finetuned."""
+    data, task, pre, teacher, paths = _student_sources(tmp_path)
+
+    flags = _recipe_student_flags(tmp_path, None)
+    assert flags[flags.index("--student-init") + 1] == "pretrained"
+    assert flags[flags.index("--w2v-path") + 1] == str(paths["w2v"])
+    assert flags[flags.index("--load-pretrained-mbart-from") + 1] == str(paths["mbart"])
+    _assert_copied_from(task.build_model(_fairseq_args(data, flags)), pre, teacher)
+
+    flags = _recipe_student_flags(tmp_path, "finetuned")
+    assert flags[flags.index("--student-init") + 1] == "teacher"
+    assert flags[flags.index("--student-init-checkpoint") + 1] == str(paths["teacher"])
+    assert "--w2v-path" not in flags
+    _assert_copied_from(task.build_model(_fairseq_args(data, flags)), teacher, pre)

@@ -9,8 +9,16 @@
 #   ./run.sh --stage 14 --stop-stage 14 --kd-systems kd_res --schemes "" --finetune-systems best
 #   ./run.sh --teacher-updates 150 --student-updates 40 --scheme-stage-updates 15 \
 #     --finetune-updates 20 --w2v2-updates 100 --mbart-updates 200   # a quick pass (20 minutes)
+#   ./run.sh --student-init finetuned       # KD students and schemes from the trained teacher
 # The update budgets below are what 2 CPU cores train in under two hours; the speech input needs
 # far more (the stand-in wav2vec 2.0 is pre-trained for minutes): see RESULTS.md.
+# Initialisation as the paper's (Sec. 2.2 and 5.1): the KD students, stage 1 of the schemes and
+# C:pre-trained keep layers {0, 3} of each part of the tiny pre-trained wav2vec 2.0 and mBART
+# (--student-init pretrained); --student-init finetuned takes them from the trained tiny teacher B.
+# C from the teacher (tiny_student:teacher, Table 3's C:fine-tuned) is trained either way. Runs from
+# the pre-trained models use --ddsd-warmup-updates (cross entropy before DDSD; at the default
+# budgets longer than a student's run, as for C:pre-trained), those from trained weights (stages 2-3
+# of the schemes, M*, students from the teacher) --student-ddsd-warmup-updates.
 set -euo pipefail
 RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")  # commands.log
@@ -24,14 +32,16 @@ mini_exp=../exp
 data=data
 expdir=exp
 spm_vocab_size=1000     # sentencepiece pieces shared by English and German
-# systems (local/recipes/st_kd.sh): C as ARCH:INIT, the KD scheme files of Table 4, the training
-# schemes of Table 2/5, the M* runs ("best": the KD student with the best dev BLEU[sph])
+# systems (local/recipes/st_kd.sh): C as ARCH:INIT (INIT pretrained or teacher), the KD scheme
+# files of Table 4, the training schemes of Table 2/5, the M* runs ("best": the KD student with the
+# best dev BLEU[sph])
 c_systems="tiny_student:teacher tiny_student:pretrained"
 kd_systems="kd_all kd_res_dec kd_res_enc kd_feat kd_rel kd_res kd_res_enc_feat kd_res_enc_avgfeat
   kd_res_feat"
 schemes="module task all"
 finetune_systems="best module task all"
-kd_init=teacher
+student_init=pretrained # KD students and schemes: pretrained (the tiny wav2vec 2.0 + mBART) or
+                        # finetuned (the tiny teacher B)
 # update budgets of the fairseq runs (2 idle CPU cores, one thread a run, 2 runs at once, 25 s of
 # audio a batch: about 0.5 s an update for B, 0.35 s for C, 0.7 s for a KD student)
 w2v2_updates=400        # tiny wav2vec 2.0 pre-training

@@ -8,6 +8,7 @@
 #     --mbart-dir /models/mbart.cc25 --trust-fairseq-checkpoint true --ngpu 8   # everything
 #   ./run.sh ... --stage 0 --stop-stage 10      # data: manifests and the fairseq export
 #   ./run.sh ... --stage 14 --stop-stage 14 --kd-systems "kd_res" --schemes ""   # one student
+#   ./run.sh ... --stage 14 --student-init finetuned   # KD students from the fine-tuned teacher
 # Data (stage 0, local/prepare_{mustc,covost2,europarl_st}.sh; each corpus of $corpora):
 #   MuST-C v2.0 en-de train and the test sets ($test_splits), CoVoST 2 en->de train (the Common
 #   Voice 4 English clips), Europarl-ST v1.1 en->de train (m4a converted once to 16 kHz flac with
@@ -18,6 +19,14 @@
 # 12, normalised input), --mbart-dir the mbart.cc25 release (model.pt, sentence.bpe.model,
 # dict.txt: its sentencepiece model and dictionary are the ST vocabulary). Both are fairseq pickles
 # and are read only with --trust-fairseq-checkpoint true.
+# Initialisation (the paper's, Sec. 2.2 and 5.1): every student keeps the maximally spaced layers
+# of its source. By default (--student-init pretrained) the KD students, the first stage of the
+# Module/Task/All schemes and the C:pre-trained systems are pruned from the pre-trained
+# wav2vec2-large (its first 12 layers, as B) and mbart.cc25: Table 3 finds C:pre-trained ahead of
+# C:fine-tuned in BLEU[sph], and the Task scheme leaves the S2T loss out of stages 1-2 because the
+# decoder is still mBART's. --student-init finetuned prunes them from the fine-tuned teacher B
+# instead; student_6_6_6:teacher of --c-systems is always trained as Table 3's C:fine-tuned row
+# (c_finetuned in RESULTS.json).
 set -euo pipefail
 RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")  # commands.log
@@ -42,15 +51,16 @@ trust_fairseq_checkpoint=false
 spm_vocab_size=8000     # without --mbart-dir only: a sentencepiece model trained on the ST text
 data=data
 expdir=exp
-# systems (local/recipes/st_kd.sh): C as ARCH:INIT (Table 3), the KD scheme files (Table 4), the
-# training schemes (Table 5), M* ("best": the KD student with the best dev BLEU[sph])
+# systems (local/recipes/st_kd.sh): C as ARCH:INIT (Table 3; INIT pretrained or teacher, the
+# fine-tuned B), the KD scheme files (Table 4), the training schemes (Table 5), M* ("best": the KD
+# student with the best dev BLEU[sph])
 c_systems="student_6_6_6:teacher student_6_6_6:pretrained student_8_8_2:pretrained"
 kd_systems="kd_all kd_res_dec kd_res_enc kd_feat kd_rel kd_res kd_res_enc_feat kd_res_enc_avgfeat
   kd_res_feat"
 schemes="module task all"
 finetune_systems="best module task all"
 student_arch=student_6_6_6   # the KD students
-kd_init=teacher
+student_init=pretrained      # KD students and schemes: pretrained (wav2vec2 + mBART) or finetuned
 # Sec. 4.2: Adam, inverse_sqrt with 5k warm-up, at most 3 clips a batch, an update every 4
 # batches, validation (patience 3) every $validate_updates updates
 train_opts="--max-tokens 1440000 --batch-size 3 --update-freq 4 --warmup-updates 5000"

@@ -80,10 +80,13 @@ Commands (``conf/st_kd/arch`` + ``conf/st_kd/schemes``; the recipe adds data/opt
 
     fairseq-train $data --user-dir speechkd/fairseq_plugin --task speech_text_joint_to_text \
       --config-yaml config_st.yaml $(arch flags: fairseq_train_args("tiny_student",
-      student_init_checkpoint=$teacher, student_init_trust_pickle=True)) \
+      **student_init_overrides(w2v=$w2v2, mbart=$mbart, trust=True))) \
       $(scheme_train_args("kd_res", teacher_path=$teacher, trust_teacher_checkpoint=True))
 
-Stage N > 1 of a scheme adds ``--finetune-from-model <stage N-1>/checkpoint_last.pt`` (with
+``student_init_overrides`` (``speechkd.fairseq_plugin.models.st_students``) prunes the
+student from the pre-trained wav2vec 2.0 + mBART (the paper's) or, with ``"finetuned"`` and
+``teacher=$teacher``, from the fine-tuned teacher. Stage N > 1 of a scheme adds
+``--finetune-from-model <stage N-1>/checkpoint_last.pt`` (with
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``: fairseq checkpoints are pickles; only own files).
 
 The returned ``sample_size`` is the number of target tokens of one input modality (sentences with

@@ -30,6 +30,8 @@ Registered models (use with ``--user-dir speechkd/fairseq_plugin``):
     teacher layer behind each student layer is kept in the checkpoint's model config
     (``speechkd_student_layer_map``) and on the model (``student_layer_map``), see
     :func:`student_layer_map`; :func:`layer_modules` gives each part's layers (for KD hooks).
+    The recipes build students from :func:`student_init_overrides`: from the pre-trained
+    wav2vec2/mBART by default (the paper), from the fine-tuned teacher as an option.
 
 Architecture files: ``conf/st_kd/arch/*.yaml`` (``arch:`` and ``model:`` with fairseq model
 options); :func:`fairseq_train_args` renders one as ``fairseq-train`` flags,
@@ -73,6 +75,10 @@ ARCH_DIR = Path(__file__).resolve().parents[3] / "conf" / "st_kd" / "arch"
 JOINT_ST = "speech_text_joint_to_text"
 PARTS = ("speech", "text", "decoder")
 STUDENT_INITS = ("pretrained", "teacher", "none")
+# the recipes' names of a student's initialisation (Table 3: C:pre-trained, C:fine-tuned) and the
+# --student-init each means; "teacher" is a synonym of "finetuned"
+RECIPE_STUDENT_INITS = {"pretrained": "pretrained", "finetuned": "teacher", "teacher": "teacher"}
+DEFAULT_STUDENT_INIT = "pretrained"  # the paper's (Sec. 5.1: C:pre-trained beats C:fine-tuned)
 
 # state-dict keys of the layer-indexed tensors of each part: (prefix, layer index, rest)
 LAYER_KEY_PATTERNS: dict[str, re.Pattern] = {
@@ -577,6 +583,51 @@ class DualInputXMStudent(DualInputXMModel):
         model = DualInputXMModel.build_model.__func__(cls, skel, task)
         args.w2v_args = skel.w2v_args
         return model
+
+
+def student_init_kind(init: str) -> str:
+    """``--student-init`` of a recipe's initialisation name (:data:`RECIPE_STUDENT_INITS`)."""
+    try:
+        return RECIPE_STUDENT_INITS[init]
+    except KeyError:
+        known = ", ".join(RECIPE_STUDENT_INITS)
+        raise ConfigError(f"student init {init!r}: expected one of {known}") from None
+
+
+def student_init_overrides(
+    init: str = DEFAULT_STUDENT_INIT,
+    *,
+    teacher: str | Path | None = None,
+    w2v: str | Path | None = None,
+    mbart: str | Path | None = None,
+    trust: bool = False,
+) -> dict[str, Any]:
+    """Architecture-file overrides of a student initialised as ``init``.
+
+    ``pretrained`` (the default, as the paper): its layers are pruned from the pre-trained
+    wav2vec 2.0 ``w2v`` and mBART ``mbart``; ``finetuned`` (or ``teacher``): from the fine-tuned
+    teacher checkpoint ``teacher``. Both use the same maximally spaced layers. ``trust``: the
+    checkpoints are trusted pickles.
+    """
+    if student_init_kind(init) == "pretrained":
+        if not (w2v and mbart):
+            raise ConfigError(f"student init {init}: give the wav2vec 2.0 and mBART checkpoints")
+        return {
+            "student_init": "pretrained",
+            "student_init_checkpoint": None,
+            "w2v_path": str(w2v),
+            "load_pretrained_mbart_from": str(mbart),
+            "pretrained_trust_pickle": trust,
+        }
+    if not teacher:
+        raise ConfigError(f"student init {init}: give the fine-tuned teacher checkpoint")
+    return {
+        "student_init": "teacher",
+        "student_init_checkpoint": str(teacher),
+        "student_init_trust_pickle": trust,
+        "w2v_path": None,
+        "load_pretrained_mbart_from": None,
+    }
 
 
 @register_model_architecture("speechkd_dual_input_xm_student", "speechkd_dual_input_xm_student")
