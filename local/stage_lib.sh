@@ -66,3 +66,18 @@ window_whisper() {  # window_whisper <model dir> <out dir> <seconds>: a copy wit
     stage_done "window_${out##*/}" "$src" "$out" "window=$seconds"
   fi
 }
+
+tensorboard_importable() {  # true when fairseq can write TensorBoard logs (tensorboard or
+  # tensorboardX installed; looked up once per shell). A fairseq training run then gets
+  #   tb=(); tensorboard_importable && tb=(--tensorboard-logdir "$dir/tensorboard")
+  # (hydra: common.tensorboard_logdir="$dir/tensorboard")
+  if [ -z "${_tensorboard_importable:-}" ]; then
+    if python -c 'import importlib.util as u, sys
+sys.exit(not (u.find_spec("tensorboard") or u.find_spec("tensorboardX")))' 2>/dev/null; then
+      _tensorboard_importable=true
+    else
+      _tensorboard_importable=false
+    fi
+  fi
+  [ "$_tensorboard_importable" = true ]
+}

@@ -23,7 +23,13 @@ import torch
 
 from speechkd.bin import whisper_train
 from speechkd.utils.options import dataclass_from_options
-from speechkd.whisper.trainer import TrainerConfig, WhisperTrainer, latest_checkpoint
+from speechkd.whisper.trainer import (
+    STATE_FILE,
+    TrainerConfig,
+    WhisperTrainer,
+    latest_checkpoint,
+    load_trainer_state,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 UTTERANCES = [
@@ -148,6 +154,9 @@ def test_save_every_steps_writes_step_checkpoints(inputs, tmp_path: Path, monkey
     assert [p.name for p, _, _ in written] == [f"step-{i}" for i in range(1, len(UTTERANCES) + 1)]
     assert all("model.safetensors" in names and keep == 3 for _, names, keep in written)
     assert latest_checkpoint(exp) == exp / "checkpoints" / "epoch-1"  # supersedes the steps
+    log = (exp / "log" / "train.log").read_text()
+    assert "step 1/8 (12%), ETA " in log and "step 8/8 (100%), ETA 0s" in log
+    assert (exp / "loss-curve.png").read_bytes().startswith(b"\x89PNG")
 
 
 def _run(args: list[str]) -> subprocess.Popen:
@@ -205,6 +214,10 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(inputs, tmp_path: Pa
     assert [h["valid_loss"] for h in summaries[0]["history"]] == [
         h["valid_loss"] for h in summaries[1]["history"]
     ]
+    # the loss curve of the resumed run holds the steps logged before the kill
+    state = load_trainer_state(tmp_path / "part" / "checkpoints" / "epoch-2" / STATE_FILE)
+    assert [step for step, _ in state["train_curve"]] == list(range(1, 2 * len(UTTERANCES) + 1))
+    assert (tmp_path / "part" / "loss-curve.png").is_file()
     a = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "part" / "model" / "model.safetensors"))
     assert a.keys() == b.keys()

@@ -103,14 +103,15 @@ dw2_export() {  # dw2_export <out_dir> <split> <cuts...> [-- extra export flags]
 
 dw2_hydra_train() {  # dw2_hydra_train <name> <config> <log> <hydra overrides...>
   local name=$1 config=$2 logfile=$3; shift 3
-  local dir=$method_exp/$name
+  local dir=$method_exp/$name tb=()
+  tensorboard_importable && tb=(common.tensorboard_logdir="$dir/tensorboard")
   # shellcheck disable=SC2086
   # fairseq's torch.load of its checkpoints (resuming, w2v_path, the teacher) unpickles them: they
   # are this recipe's own files or ones the user trusted above (--trust-fairseq-checkpoint true)
   $cuda_cmd "$logfile" env TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 \
     fairseq-hydra-train --config-dir "$conf_dir" --config-name "$config" \
       checkpoint.save_dir="$dir" hydra.run.dir="$dir" common.user_dir="$user_dir" \
-      common.log_format=simple $dw2_device "$@"
+      common.log_format=simple $dw2_device "${tb[@]}" "$@"
   [ -f "$dir/checkpoint_best.pt" ] || { log "$name: no $dir/checkpoint_best.pt (see $logfile)"; exit 1; }
 }
 

@@ -1,6 +1,7 @@
 """Fine-tune a Whisper model (full or a PEFT method) on a lhotse CutSet.
 
-Writes into ``--exp-dir``: ``config.yaml``, ``log/train.log``, ``tensorboard/``,
+Writes into ``--exp-dir``: ``config.yaml``, ``log/train.log`` (losses, step/total and ETA every
+``--log-interval`` steps), ``tensorboard/``, ``loss-curve.png`` (updated every epoch),
 ``checkpoints/epoch-<N>/`` (model, optimizer, scheduler, sampler and RNG states),
 ``best-checkpoint.json`` and, at the end, the best model exported with ``save_pretrained``
 (adapters merged) into ``<exp-dir>/model`` for ``whisper_decode``. The best epoch has the lowest

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +15,21 @@ from speechkd.launch.spec import JobSpec
 
 def _now() -> str:
     return datetime.datetime.now().strftime("%a %b %d %H:%M:%S %Z %Y").replace("  ", " ")
+
+
+def announce(spec: JobSpec, index: int, attempt: int = 0) -> None:
+    """Tell stderr that a task starts and where its log is (to follow it with ``tail -f``)."""
+    task = f"task {index} " if spec.variable is not None else ""
+    retry = f" (retry {attempt} of {spec.retries})" if attempt else ""
+    print(
+        f"launch: {_clock()} {task}started{retry}, log: {spec.log_for(index)}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _clock() -> str:
+    return datetime.datetime.now().strftime("%H:%M:%S")
 
 
 def run_task(spec: JobSpec, index: int) -> int:
@@ -28,6 +44,7 @@ def run_task(spec: JobSpec, index: int) -> int:
     returncode = 1
     for attempt in range(spec.retries + 1):
         start = time.time()
+        announce(spec, index, attempt)
         with open(log, "w", encoding="utf-8") as f:
             f.write(f"# {command}\n# Started at {_now()}\n")
             if attempt:

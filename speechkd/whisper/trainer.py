@@ -35,6 +35,12 @@ removes ``.tmp-*`` leftovers of a killed process and continues from the newest c
 checkpoint (epoch or step, by global step), skipping the batches of the epoch already consumed,
 exactly as if training had not stopped.
 
+**Progress.** Every ``log_interval`` optimizer steps the log shows the step out of the total,
+the share done and the time left at the pace of the run so far (ETA). At the end of every epoch
+``<exp_dir>/loss-curve.png`` is replaced atomically: the training loss of the logged steps (of
+every run of the experiment: the points are part of the checkpoint state) and the validation loss
+of each epoch.
+
 **Randomness.** Before each training batch the Python, numpy and torch (CUDA) generators are
 seeded from ``(seed, epoch, position of the batch in the epoch order)``. Dropout, CLSR gate noise
 and skipping therefore depend only on the batch, not on what ran before it: a run resumed at any
@@ -106,6 +112,7 @@ MODEL_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
 BEST_FILE = "best-checkpoint.json"
 META_FILE = "meta.json"
+LOSS_CURVE_FILE = "loss-curve.png"
 _EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 TEMP_PREFIX = ".tmp-"
@@ -220,6 +227,18 @@ def planned_steps(num_batches: int, world_size: int, config: TrainerConfig) -> t
         )
     per_epoch = math.ceil(rounds / config.accum_grad)
     return per_epoch, per_epoch * config.epochs
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s``, ``12s``; ``?`` when unknown."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def linear_warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -554,6 +573,8 @@ class WhisperTrainer:
         self.best_epoch: int | None = None
         self.history: list[dict[str, Any]] = []
         self.log_records: list[dict[str, float]] = []  # the logged (averaged) step values
+        self.train_curve: list[list[float]] = []  # [step, loss] of every logged step, all runs
+        self._run_start: tuple[float, int] = (time.time(), 0)  # (time, global step) of fit()
         self._position: dict[str, Any] | None = None  # where to resume inside an epoch
         self._tb = None
         self._step_module = _TrainingStep(self.model, self._loss)
@@ -745,13 +766,48 @@ class WhisperTrainer:
         values["grad_norm"] = grad_norm
         values["lr"] = self.scheduler.get_last_lr()[0]
         self.log_records.append({"epoch": epoch, "step": self.global_step, **values})
+        self.train_curve.append([self.global_step, values["loss"]])
         self._log_scalars("train", values, self.global_step)
         self._info(
-            "epoch %d step %d: %s",
+            "epoch %d step %d/%d (%.0f%%), ETA %s: %s",
             epoch,
             self.global_step,
+            self.total_steps,
+            100.0 * self.global_step / max(1, self.total_steps),
+            format_duration(self.eta_seconds()),
             ", ".join(f"{k}={v:.4g}" for k, v in values.items()),
         )
+
+    def eta_seconds(self) -> float:
+        """Time left to ``total_steps`` at this run's pace so far (validation included)."""
+        started, first_step = self._run_start
+        done = self.global_step - first_step
+        if done <= 0:
+            return math.nan
+        return (time.time() - started) / done * max(0, self.total_steps - self.global_step)
+
+    def loss_curve_points(self) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """(train, dev) points of the loss curve: logged steps and the ends of epochs."""
+        train = [(int(step), float(loss)) for step, loss in self.train_curve]
+        dev = [
+            (int(h["epoch"]) * self.steps_per_epoch, float(h["valid_loss"]))
+            for h in self.history
+            if h.get("valid_loss") is not None
+        ]
+        return train, dev
+
+    def write_loss_curve(self) -> Path | None:
+        """``<exp_dir>/loss-curve.png`` (rank 0), replaced atomically; None without matplotlib."""
+        if not self.is_main:
+            return None
+        try:
+            from speechkd.eval.loss_curve import plot_loss_curve
+        except ImportError:  # pragma: no cover - matplotlib is a requirement
+            logger.warning("matplotlib is not importable: no %s", LOSS_CURVE_FILE)
+            return None
+        train, dev = self.loss_curve_points()
+        title = "/".join(self.exp_dir.resolve().parts[-2:])
+        return plot_loss_curve(train, dev, self.exp_dir / LOSS_CURVE_FILE, title=title)
 
     @torch.no_grad()
     def validate(self) -> float | None:
@@ -781,6 +837,7 @@ class WhisperTrainer:
             self.exp_dir.mkdir(parents=True, exist_ok=True)
         if self.epoch == 0 and self.global_step == 0:
             seed_everything(self.config.seed)
+        self._run_start = (time.time(), self.global_step)
         self._info(
             "Training on %s%s: %d batches/epoch, %d optimizer steps/epoch, %d total, %d warm-up",
             self.device,
@@ -813,6 +870,7 @@ class WhisperTrainer:
                 self.best_score,
             )
             self.save_checkpoint()
+            self.write_loss_curve()
         if self._tb:
             self._tb.flush()
         distributed.barrier()
@@ -883,6 +941,7 @@ class WhisperTrainer:
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "history": [dict(h) for h in self.history],
+            "train_curve": [list(point) for point in self.train_curve],
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.train_sampler.state_dict()
@@ -984,6 +1043,7 @@ class WhisperTrainer:
         self.best_score = float(state.get("best_score", state.get("best_valid_loss", math.inf)))
         self.best_epoch = state["best_epoch"]
         self.history = list(state["history"])
+        self.train_curve = [list(point) for point in state.get("train_curve", [])]
         self._position = state.get("position")
         set_rng_state(state["rng"])
         where = f"epoch {self.epoch}"
