@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from speechkd.errors import ConfigError, DataError
-from speechkd.eval.distilwhisper_report import SetScores, load_set_scores
-from speechkd.utils.atomic import atomic_path, atomic_write_text
+from speechkd.eval.report_kit import SetScores, load_set_scores, pyplot, save_png
+from speechkd.utils.atomic import atomic_write_text
 from speechkd.whisper.pruning import LAYER_GROUPS
 from speechkd.whisper.s2lora import RANK_THRESHOLD, ROW_ORDER, S2LORA_GROUPS, parse_target
 
@@ -179,10 +179,7 @@ def plot_rank_heatmaps(
         g: 1 + max(layer for r in panels.values() for layer, m in r if m.startswith(g + "."))
         for g in groups
     }
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     widest = max(n_layers.values())
     fig, axes = plt.subplots(
@@ -216,7 +213,7 @@ def plot_rank_heatmaps(
                 ax.set_xlabel("layer")
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="rank")
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,10 +243,7 @@ def plot_alive_ratio(history: Mapping[str, Any], out: str | os.PathLike) -> Path
     """PEPSI Fig. 3b: alive parameters (%) per layer group, one bar per IMP iteration."""
     groups, rounds, alive = alive_table(history)
     sparsity = {int(r["round"]): r["sparsity"] for r in history["rounds"]}
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(rounds)
     width = 0.8 / n
@@ -270,7 +264,7 @@ def plot_alive_ratio(history: Mapping[str, Any], out: str | os.PathLike) -> Path
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     ax.legend(fontsize="x-small", ncol=2 if n > 6 else 1, loc="lower left")
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,10 +323,7 @@ def plot_error_vs_prune(
     """PEPSI Fig. 4: error rate (%) against the pruned percentage of all parameters."""
     series = error_series(scores, per_language)
     metrics = {metric for metric, _, _ in series.values()}
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for label, (metric, xs, ys) in series.items():
@@ -344,7 +335,7 @@ def plot_error_vs_prune(
     if title:
         ax.set_title(title)
     ax.legend(fontsize="small")
-    return _save(fig, out)
+    return save_png(fig, out)
 
 
 def error_table(scores: Mapping[str, Mapping[float, SetScores]], per_language: bool = False) -> str:
@@ -365,20 +356,6 @@ def error_table(scores: Mapping[str, Mapping[float, SetScores]], per_language: b
 def write_error_table(scores, out: str | os.PathLike, per_language: bool = False) -> Path:
     atomic_write_text(out, error_table(scores, per_language))
     return Path(out)
-
-
-def _save(fig, out: str | os.PathLike) -> Path:
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    try:
-        with atomic_path(out) as tmp:
-            fig.savefig(
-                tmp, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None}
-            )
-    finally:
-        plt.close(fig)
-    return out
 
 
 __all__ = [
