@@ -12,21 +12,32 @@
 # Optional (defaults below; an empty system list means no such systems): dev_cuts (empty: 1% of
 # train held out as dev), src_lang, text, export_opts, w2v2_checkpoint, mbart_checkpoint,
 # trust_fairseq_checkpoint, conf_dir, w2v2_pretrain_config, w2v2_pretrain_opts,
-# mbart_pretrain_conf, mbart_pretrain_opts, teacher_arch, student_arch, kd_init, c_systems,
+# mbart_pretrain_conf, mbart_pretrain_opts, teacher_arch, student_arch, student_init, c_systems,
 # kd_systems, schemes, finetune_systems, train_opts, teacher_opts, student_opts,
-# scheme_stage_opts, finetune_opts, ddsd_warmup_updates, student_ddsd_warmup_updates, ngpu, seed, parallel, decode_opts,
-# param_models, param_vocab, report_title.
+# scheme_stage_opts, finetune_opts, ddsd_warmup_updates, student_ddsd_warmup_updates, ngpu, seed,
+# parallel, decode_opts, param_models, param_vocab, report_title.
+#
+# Initialisation (paper Sec. 2.2 and 5.1): a student keeps the maximally spaced layers of its
+# source ({0, 2, 4, 7, 9, 11} of 12 for 6 layers; 8-8-2: {0, 2, 3, 5, 6, 8, 9, 11} and {0, 11});
+# the source is the pre-trained wav2vec 2.0 (its first layers, as B) + mBART ("pretrained", the
+# paper's: Table 3's C:pre-trained beats C:fine-tuned in BLEU[sph], and the Task scheme leaves the
+# S2T loss out of stages 1-2 because the decoder is still mBART's) or the fine-tuned teacher B
+# ("finetuned", also called "teacher"). $student_init chooses it for the KD students, the first
+# stage of the schemes and M*'s architecture; the C systems name theirs (ARCH:INIT), and the
+# defaults train both C:pre-trained and C:fine-tuned (Table 3) whichever $student_init is.
 #
 # Systems (directories under $method_exp, each with system.json and decode_<set>_{sph,txt}/):
 #   teacher            B: $teacher_arch from wav2vec 2.0 + mBART, no KD (conf/st_kd/schemes/teacher)
-#   c_<arch>_<init>    C: a student architecture without KD, initialised from the fine-tuned
-#                      teacher (init "teacher": the paper's "fine-tuned") or from wav2vec 2.0 +
-#                      mBART ("pretrained"), one per "ARCH:INIT" of $c_systems (Table 3)
-#   <scheme>           M: $student_arch trained with KD, one per scheme file of $kd_systems
-#                      (conf/st_kd/schemes/kd_*.yaml: the loss terms of Table 4)
+#   c_<arch>_<init>    C: a student architecture without KD, initialised from wav2vec 2.0 +
+#                      mBART (init "pretrained") or from the fine-tuned teacher ("teacher" or
+#                      "finetuned": the paper's "fine-tuned"), one per "ARCH:INIT" of $c_systems
+#                      (Table 3)
+#   <scheme>           M: $student_arch trained with KD, initialised as $student_init, one per
+#                      scheme file of $kd_systems (conf/st_kd/schemes/kd_*.yaml: Table 4's terms)
 #   scheme_<name>      M: the incremental training scheme <name> (module | task | all, Table 2),
-#                      three runs stage1-3/ (conf/st_kd/schemes/<name>_stage{1,2,3}.yaml), each
-#                      starting from the previous one; the system is stage 3
+#                      three runs stage1-3/ (conf/st_kd/schemes/<name>_stage{1,2,3}.yaml): stage 1
+#                      initialised as $student_init, each later one from the previous one; the
+#                      system is stage 3
 #   mstar_<system>     M*: a KD student fine-tuned without KD (conf/st_kd/schemes/finetune.yaml),
 #                      one per entry of $finetune_systems: a KD system, a scheme name, or "best"
 #                      (the KD student of $kd_systems with the highest dev BLEU[sph])
@@ -57,7 +68,7 @@
 : "${mbart_pretrain_opts:=}"         # extra fairseq-train flags (after the conf's)
 : "${teacher_arch:=teacher_12_12_12}"  # conf/st_kd/arch/<name>.yaml
 : "${student_arch:=student_6_6_6}"   # the KD students' architecture
-: "${kd_init:=teacher}"              # KD students start from the teacher (or: pretrained)
+: "${student_init:=pretrained}"       # KD students and schemes: pretrained | finetuned
 : "${c_systems=student_6_6_6:teacher student_6_6_6:pretrained student_8_8_2:pretrained}"
 : "${kd_systems=kd_all kd_res_dec kd_res_enc kd_feat kd_rel kd_res kd_res_enc_feat
   kd_res_enc_avgfeat kd_res_feat}"
@@ -72,9 +83,9 @@
 : "${scheme_stage_opts:=}"           # stages 1 and 2 of the schemes (their files: 10 epochs)
 : "${finetune_opts:=}"               # M*
 : "${ddsd_warmup_updates:=}"         # empty: the scheme files' value (5000)
-# of the runs that start from trained weights (C and KD students copied from the teacher, the
+# of the runs that start from trained weights (students copied from the fine-tuned teacher, the
 # schemes' later stages, M*): they give the reference a high probability from the start, where
-# DDSD's gradient does not vanish
+# DDSD's gradient does not vanish; runs from wav2vec 2.0 + mBART use $ddsd_warmup_updates
 : "${student_ddsd_warmup_updates:=$ddsd_warmup_updates}"
 : "${ngpu:=0}"                       # 0: CPU
 : "${seed:=1}"
@@ -142,14 +153,16 @@ stkd_wait() {  # stkd_wait <what>: wait for every stkd_bg job; exit if one faile
 declare -A stkd_flags
 stkd_render() {  # stkd_render "KEY|ARCH|ARCH K=V ...|SCHEME|SCHEME K=V ..." ...: stkd_flags[KEY]
   # fairseq-train flags of conf/st_kd/arch/ARCH.yaml + conf/st_kd/schemes/SCHEME.yaml with the
-  # options K=V on top (true/false: booleans), one python process for every run of a stage
+  # options K=V on top (true/false: booleans), one python process for every run of a stage; the
+  # ARCH option init=INIT (stkd_init_opts) is a student's initialisation: its source checkpoints
+  # (student_init_overrides: the pre-trained wav2vec 2.0 + mBART or the fine-tuned teacher)
   local rendered
-  rendered=$(python - "$@" <<'EOF'
+  rendered=$(python - "$stkd_teacher" "$stkd_w2v2" "$stkd_mbart" "$@" <<'EOF'
 import shlex
 import sys
 
 from speechkd.fairseq_plugin.criterions.st_kd import scheme_train_args
-from speechkd.fairseq_plugin.models.st_students import fairseq_train_args
+from speechkd.fairseq_plugin.models.st_students import fairseq_train_args, student_init_overrides
 
 
 def options(text):
@@ -160,9 +173,14 @@ def options(text):
     return out
 
 
-for spec in sys.argv[1:]:
+teacher, w2v, mbart, *specs = sys.argv[1:]
+for spec in specs:
     key, arch, arch_opts, scheme, scheme_opts = spec.split("|")
-    flags = fairseq_train_args(arch, **options(arch_opts))
+    model = options(arch_opts)
+    if "init" in model:  # own checkpoints or ones the user trusted (--trust-fairseq-checkpoint)
+        sources = dict(teacher=teacher, w2v=w2v, mbart=mbart, trust=True)
+        model = {**student_init_overrides(model.pop("init"), **sources), **model}
+    flags = fairseq_train_args(arch, **model)
     flags += scheme_train_args(scheme, **options(scheme_opts))
     print(f"stkd_flags[{shlex.quote(key)}]={shlex.quote(shlex.join(flags))}")
 EOF
@@ -246,15 +264,18 @@ print(f"{speech}-{model['encoder_layers']}-{model['decoder_layers']}")
 EOF
 }
 
-# arch overrides of a student initialised as $1 (teacher | pretrained)
-stkd_init_opts() {
+stkd_init_kind() {  # the init of system.json (the report's): pretrained | teacher
   case $1 in
-    teacher)
-      echo "student_init=teacher student_init_checkpoint=$stkd_teacher" \
-        "student_init_trust_pickle=true" ;;
-    pretrained) echo "student_init=pretrained $stkd_pretrained_opts" ;;
-    *) log "student init must be teacher or pretrained, not '$1'"; exit 1 ;;
+    pretrained) echo pretrained ;;
+    finetuned|teacher) echo teacher ;;
+    *) log "student init must be pretrained or finetuned (teacher), not '$1'"; exit 1 ;;
   esac
+}
+# arch option of a student initialised as $1 (stkd_render expands it to the source checkpoints)
+stkd_init_opts() { echo "init=$(stkd_init_kind "$1")"; }
+stkd_init_inputs() {  # the checkpoints a student initialised as $1 is built from
+  if [ "$(stkd_init_kind "$1")" = pretrained ]; then echo "$stkd_w2v2 $stkd_mbart"
+  else echo "$stkd_teacher"; fi
 }
 stkd_kd_opts="teacher_path=$stkd_teacher trust_teacher_checkpoint=true"
 stkd_pretrained_opts="w2v_path=$stkd_w2v2 load_pretrained_mbart_from=$stkd_mbart"
@@ -488,10 +509,11 @@ stkd_best() {  # the KD student chosen by stage 14 (best_kd.json)
 
 for _s in $c_systems; do
   case $_s in
-    *:teacher|*:pretrained) ;;
-    *) log "c_systems: '$_s' is not ARCH:teacher or ARCH:pretrained"; exit 1 ;;
+    *:pretrained|*:finetuned|*:teacher) ;;
+    *) log "c_systems: '$_s' is not ARCH:pretrained or ARCH:finetuned (ARCH:teacher)"; exit 1 ;;
   esac
 done
+stkd_init=$(stkd_init_kind "$student_init")  # pretrained | teacher
 for _s in $kd_systems; do
   [ -f "$conf_dir/schemes/$_s.yaml" ] || {
     log "kd_systems: no $conf_dir/schemes/$_s.yaml"; exit 1; }
@@ -625,16 +647,20 @@ if [ $stage -le 14 ] && [ $stop_stage -ge 12 ]; then
   # the fairseq-train flags of every run of stages 12-14, rendered at once
   specs=("teacher|$teacher_arch|$stkd_pretrained_opts|teacher|$(stkd_crit pretrained)")
   for s in $c_systems; do
-    specs+=("$(stkd_c_name "$s")|${s%%:*}|$(stkd_init_opts "${s#*:}")|teacher|$(stkd_crit "${s#*:}")")
+    init=$(stkd_init_kind "${s#*:}")
+    specs+=("$(stkd_c_name "$s")|${s%%:*}|$(stkd_init_opts "$init")|teacher|$(stkd_crit "$init")")
   done
-  init_opts=$(stkd_init_opts "$kd_init")
-  kd_crit=$(stkd_crit "$kd_init")
+  init_opts=$(stkd_init_opts "$stkd_init")
+  kd_crit=$(stkd_crit "$stkd_init")
   for s in $kd_systems; do
     specs+=("$s|$student_arch|$init_opts|$s|$stkd_kd_opts $kd_crit")
   done
   for s in $schemes; do
+    # stage 1 starts from the student's source, stages 2 and 3 from the stage before
+    crit=$kd_crit
     for n in 1 2 3; do
-      specs+=("${s}_stage$n|$student_arch|$init_opts|${s}_stage$n|$stkd_kd_opts $kd_crit")
+      specs+=("${s}_stage$n|$student_arch|$init_opts|${s}_stage$n|$stkd_kd_opts $crit")
+      crit=$(stkd_crit student)
     done
   done
   # M*: the KD students' architecture, its weights from --finetune-from-model
@@ -663,9 +689,7 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
   log "Stage 13: non-KD students C: $c_systems"
   for s in $c_systems; do
     name=$(stkd_c_name "$s")
-    init=${s#*:}
-    inputs="$stkd_data $stkd_teacher"
-    [ "$init" = pretrained ] && inputs="$stkd_data $stkd_w2v2 $stkd_mbart"
+    inputs="$stkd_data $(stkd_init_inputs "${s#*:}")"
     # shellcheck disable=SC2086
     stkd_bg stkd_train "$name" "st_$name" "$method_exp/$name" "$inputs" $student_opts
   done
@@ -673,12 +697,13 @@ if [ $stage -le 13 ] && [ $stop_stage -ge 13 ]; then
   for s in $c_systems; do
     name=$(stkd_c_name "$s")
     stkd_system_json "$method_exp/$name" name="$name" role=c arch="${s%%:*}" \
-      depths="$(stkd_depths "${s%%:*}")" init="${s#*:}" scheme=teacher base= \
+      depths="$(stkd_depths "${s%%:*}")" init="$(stkd_init_kind "${s#*:}")" scheme=teacher base= \
       checkpoint="$method_exp/$name/checkpoint_best.pt"
   done
 fi
 
-stkd_scheme() {  # stkd_scheme <name>: the three stages, each from the previous one
+stkd_scheme() {  # stkd_scheme <name>: the three stages: stage 1 from the student's source
+  # ($student_init), each later one from the previous one
   local name=$1 n dir prev=""
   local sdir=$method_exp/$(stkd_scheme_dir "$name")
   for n in 1 2 3; do
@@ -687,6 +712,8 @@ stkd_scheme() {  # stkd_scheme <name>: the three stages, each from the previous 
     if [ -n "$prev" ]; then
       extra=(--finetune-from-model "$prev")
       inputs="$inputs $prev"
+    elif [ "$stkd_init" = pretrained ]; then
+      inputs="$inputs $stkd_w2v2 $stkd_mbart"
     fi
     if [ "$n" -lt 3 ]; then
       # shellcheck disable=SC2206
@@ -703,9 +730,10 @@ stkd_scheme() {  # stkd_scheme <name>: the three stages, each from the previous 
 }
 
 if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
-  log "Stage 14: KD students ($student_arch from the $kd_init): $kd_systems; schemes: $schemes"
+  log "Stage 14: KD students ($student_arch initialised as $student_init): $kd_systems;" \
+    "schemes: $schemes"
   kd_inputs="$stkd_data $stkd_teacher"
-  [ "$kd_init" = pretrained ] && kd_inputs="$kd_inputs $stkd_w2v2 $stkd_mbart"
+  [ "$stkd_init" = pretrained ] && kd_inputs="$kd_inputs $stkd_w2v2 $stkd_mbart"
   for s in $kd_systems; do
     # shellcheck disable=SC2086
     stkd_bg stkd_train "$s" "st_$s" "$method_exp/$s" "$kd_inputs" $student_opts
@@ -715,12 +743,12 @@ if [ $stage -le 14 ] && [ $stop_stage -ge 14 ]; then
   depths=$(stkd_depths "$student_arch")
   for s in $kd_systems; do
     stkd_system_json "$method_exp/$s" name="$s" role=kd arch="$student_arch" depths="$depths" \
-      init="$kd_init" scheme="$s" base= checkpoint="$method_exp/$s/checkpoint_best.pt"
+      init="$stkd_init" scheme="$s" base= checkpoint="$method_exp/$s/checkpoint_best.pt"
   done
   for s in $schemes; do
     d=$(stkd_scheme_dir "$s")
     stkd_system_json "$method_exp/$d" name="$d" role=scheme arch="$student_arch" \
-      depths="$depths" init="$kd_init" scheme="$s" base= \
+      depths="$depths" init="$stkd_init" scheme="$s" base= \
       checkpoint="$method_exp/$d/stage3/checkpoint_best.pt"
   done
 
@@ -770,7 +798,7 @@ EOF
     stkd_wait "M*"
     for base in "${mstar[@]}"; do
       stkd_system_json "$method_exp/mstar_$base" name="mstar_$base" role=finetune \
-        arch="$student_arch" depths="$depths" init="$kd_init" scheme=finetune base="$base" \
+        arch="$student_arch" depths="$depths" init="$stkd_init" scheme=finetune base="$base" \
         checkpoint="$method_exp/mstar_$base/checkpoint_best.pt"
     done
   fi
