@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from speechkd.errors import DataError
 
 
-def read_utf8_lines(path: str | os.PathLike) -> list[str]:
-    """The lines of ``path`` without line endings; invalid UTF-8 or a missing file is an error."""
+def iter_utf8_lines(path: str | os.PathLike) -> Iterator[str]:
+    """Stream the lines of ``path`` (gzip-compressed when it ends in ``.gz``) without line
+    endings; invalid UTF-8 or a missing file is an error naming the file (and the line)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    lines = []
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        number = 0
+        while True:
             try:
-                lines.append(raw.decode("utf-8").rstrip("\r\n"))
+                raw = f.readline()
+            except (OSError, EOFError) as err:  # a corrupt or truncated .gz
+                raise DataError(f"{path}:{number + 1}: cannot read ({err})") from None
+            if not raw:
+                return
+            number += 1
+            try:
+                yield raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as err:
                 raise DataError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
-    return lines
+
+
+def read_utf8_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of ``path`` without line endings; invalid UTF-8 or a missing file is an error."""
+    return list(iter_utf8_lines(path))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,36 @@ def _phone_ids(sentences: list[list[str]], index: dict[str, int], where: str) ->
         raise DataError(f"{where}: phone {err.args[0]!r} is not in the phone table") from None
 
 
+def _heldout_stats(
+    ids: list[list[int]],
+    every: int,
+    estimate: Callable[[list[list[int]]], tuple[Fsa, dict[str, Any]]],
+) -> dict[str, Any]:
+    """Perplexity on every ``every``-th sentence of an LM estimated without them (skipped, with
+    a warning, when there are fewer than ``every`` sentences)."""
+    if every < 2:
+        raise ConfigError(f"heldout_every={every}: must be 0 (off) or >= 2")
+    train = [s for i, s in enumerate(ids) if i % every != every - 1]
+    heldout = [s for i, s in enumerate(ids) if i % every == every - 1]
+    if not heldout:
+        logger.warning("heldout_every=%d: no held-out perplexity for %d sentences", every, len(ids))
+        return {"every": every, "skipped": f"only {len(ids)} sentences"}
+    eval_lm, eval_stats = estimate(train)
+    result = perplexity(eval_lm, heldout)
+    logger.info(
+        "held-out perplexity %.3f on %d sentences (%d tokens); %d sentence(s) with zero "
+        "probability under the unsmoothed LM excluded",
+        result.perplexity, result.sentences, result.tokens, result.zero_prob_sentences,
+    )  # fmt: skip
+    return {
+        "every": every,
+        "train_sentences": len(train),
+        "lm_states": eval_stats["num_states"],
+        "lm_arcs": eval_stats["num_arcs"],
+        **result.as_dict(),
+    }
+
+
 def build_phone_lm(
     text: TextSources,
     lexicon: Lexicon,
@@ -119,19 +149,29 @@ def build_phone_lm(
     oov_word: str | None = None,
     heldout_every: int = 0,
     phones: Sequence[str] | None = None,
+    options: TextToPhonesOptions | None = None,
 ) -> PhoneLmResult:
-    """Estimate the phone LM of ``text`` (see the module docstring); ``phones`` fixes the table."""
+    """Estimate the phone LM of ``text`` (see the module docstring); ``phones`` fixes the table.
+
+    ``options``, when given, replaces ``silence``, ``sil_prob``, ``sil_prob_boundary`` and
+    ``oov_word``. The statistics hold ``text`` (sentences, words, OOVs, ...) and ``silence``
+    (mode, phone, probabilities, seed).
+    """
     start = time.perf_counter()
-    if silence is None:
-        sil_prob = sil_prob_boundary = 0.0
-    options = TextToPhonesOptions(silence, sil_prob, sil_prob_boundary, oov_word)
+    if options is None:
+        if silence is None:
+            sil_prob = sil_prob_boundary = 0.0
+        options = TextToPhonesOptions(silence, sil_prob, sil_prob_boundary, oov_word)
     converter = TextToPhones(lexicon, options, seed)
     sentences = converter.convert(text)
     if phones is None:
-        phones = make_phone_table(lexicon.phones, silence if options.uses_silence else None)
+        phones = make_phone_table(lexicon.phones, options.silence if options.uses_silence else None)
     phones = list(phones)
     ids = _phone_ids(sentences, phone_index(phones), "text to phones")
-    stats: dict[str, Any] = {"text": converter.stats.as_dict()}
+    text_stats = converter.stats.as_dict()
+    text_stats.update(oov_policy=options.oov_policy, oov_word=options.oov_word, case=options.case)
+    stats: dict[str, Any] = {"text": text_stats, "silence": options.silence_dict(seed)}
+    stats["silence"]["inserted"] = converter.stats.silences
 
     def estimate(data: list[list[int]]) -> tuple[Fsa, dict[str, Any]]:
         estimator = PhoneLmEstimator(order, num_extra_states, no_prune_order)
@@ -141,26 +181,7 @@ def build_phone_lm(
         return lm, lm_stats.as_dict()
 
     if heldout_every:
-        if heldout_every < 2:
-            raise ConfigError(f"heldout_every={heldout_every}: must be 0 (off) or >= 2")
-        train = [s for i, s in enumerate(ids) if i % heldout_every != heldout_every - 1]
-        heldout = [s for i, s in enumerate(ids) if i % heldout_every == heldout_every - 1]
-        if not train or not heldout:
-            raise DataError(f"heldout_every={heldout_every}: too few sentences ({len(ids)})")
-        eval_lm, eval_stats = estimate(train)
-        result = perplexity(eval_lm, heldout)
-        stats["heldout"] = {
-            "every": heldout_every,
-            "train_sentences": len(train),
-            "lm_states": eval_stats["num_states"],
-            "lm_arcs": eval_stats["num_arcs"],
-            **result.as_dict(),
-        }
-        logger.info(
-            "held-out perplexity %.3f on %d sentences (%d tokens); %d sentence(s) with zero "
-            "probability under the unsmoothed LM excluded",
-            result.perplexity, result.sentences, result.tokens, result.zero_prob_sentences,
-        )  # fmt: skip
+        stats["heldout"] = _heldout_stats(ids, heldout_every, estimate)
     lm, lm_stats = estimate(ids)
     stats["lm"] = lm_stats
     stats["lm"]["stochasticity_error"] = stochasticity_error(lm)
@@ -223,12 +244,33 @@ def build_denominator(
     return compose_with_topology(result.lm, topology, len(result.phones))
 
 
-def read_words(text: TextSources, options: TextToPhonesOptions | None = None) -> list[str]:
-    """The distinct words of ``text``, most frequent first (ties in first-seen order)."""
+def read_words(
+    text: TextSources,
+    options: TextToPhonesOptions | None = None,
+    more_text: Sequence[TextSources] = (),
+) -> list[str]:
+    """The distinct words of ``text`` and ``more_text``, most frequent first (ties in first-seen
+    order)."""
     counts = text_vocabulary(text, options)
+    for extra in more_text:
+        counts.update(text_vocabulary(extra, options))
     if not counts:
         raise DataError("the text sources hold no words")
     return [w for w, _ in counts.most_common()]
+
+
+def is_g2p_spec(spec: str | os.PathLike, unit: str = "phone") -> bool:
+    """Whether :func:`load_lexicon` makes the lexicon from the text's words (espeak-ng, characters,
+    BPE) rather than reading a dictionary file."""
+    return unit != "phone" or str(spec).startswith("espeak:")
+
+
+def lexicon_case(lexicon: Lexicon) -> str:
+    """``"upper"`` when most of the lexicon's cased words are upper case (a Kaldi
+    ``lexicon.txt`` such as LibriSpeech's), else ``"lower"``: the case text is normalised to."""
+    cased = [w for w in lexicon.words if w.lower() != w.upper()]
+    upper = sum(w == w.upper() for w in cased)
+    return "upper" if cased and upper > len(cased) / 2 else "lower"
 
 
 def as_text_sources(paths: Sequence[str | os.PathLike]) -> list[Path]:
