@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import random
+from collections import Counter
 
 import pytest
 import torch
@@ -290,6 +291,14 @@ def test_decode_cli_wav2vec_ctc_phones_greedy_and_lexicon(tmp_path) -> None:
     assert all(
         set(h.split()) <= set(table.symbols[4:]) for h in _kaldi(greedy / "hyp-test.txt").values()
     )
+    # an optional-silence phone (here a stand-in) is left out of the best path's phones
+    hyps = _kaldi(greedy / "hyp-test.txt")
+    sil = Counter(p for h in hyps.values() for p in h.split()).most_common(1)[0][0]
+    no_sil = tmp_path / "decode_no_sil"
+    assert w2v2_decode.main([*common, "--out-dir", str(no_sil), "--sil-token", sil]) == 0
+    kept = {u: " ".join(p for p in h.split() if p != sil) for u, h in hyps.items()}
+    assert _kaldi(no_sil / "hyp-test.txt") == kept
+    assert json.loads((no_sil / "decode-test.json").read_text())["sil_token"] == sil
 
     # lexicon + LM beam search: words of the lexicon, scored against test.wrd
     lm = write_arpa_lm(tmp_path / "lm.arpa", [s.split() for s in TINY_SENTENCES], order=3)

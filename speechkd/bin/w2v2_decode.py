@@ -287,7 +287,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=int, default=50)
     p.add_argument("--beam-threshold", type=float, default=25.0)
     p.add_argument("--beam-size-token", type=int, default=None, help="default: all units")
-    p.add_argument("--sil-token", default=None, help="silence unit (default: | if any, or blank)")
+    p.add_argument(
+        "--sil-token",
+        default=None,
+        help="silence unit (default: | if any, or blank); a phone best path leaves it out of "
+        "the hypothesis (an optional-silence phone such as SIL is no phone of the references)",
+    )
     p.add_argument("--streaming", action="store_true", help="chunk-by-chunk student inference")
     p.add_argument("--max-samples", type=int, default=1_600_000, help="padded samples per batch")
     p.add_argument("--language", default="en", help="language of the set (score breakdown)")
@@ -344,6 +349,13 @@ def score(
     return score_input(
         data, set_name, args.out_dir, metric="wer", allow_empty_ref=args.allow_empty_ref, **extra
     )
+
+
+def best_path_text(symbols: list[str], args: argparse.Namespace) -> str:
+    """The text of a best path's units; phones without the silence unit ``--sil-token``."""
+    if args.unit == "phone" and args.sil_token is not None:
+        symbols = [s for s in symbols if s != args.sil_token]
+    return units_to_text(symbols, args.unit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -403,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                 hyps[entries[i].utt_id] = decoder.decode_utterance(lp)[0].text
             else:
                 ids = ctc_greedy(lp[None], None, table.blank)[0]
-                hyps[entries[i].utt_id] = units_to_text(table.to_symbols(ids), args.unit)
+                hyps[entries[i].utt_id] = best_path_text(table.to_symbols(ids), args)
         t2 = time.perf_counter()
         model_seconds += t1 - t0
         search_seconds += t2 - t1
@@ -435,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         "lexicon": str(args.lexicon) if args.lexicon else None,
         "lm": str(args.lm) if args.lm else None,
         "decoder_config": asdict(config) if decoder is not None else None,
-        "sil_token": table.symbols[decoder.sil] if decoder is not None else None,
+        "sil_token": table.symbols[decoder.sil] if decoder is not None else args.sil_token,
         "streaming": args.streaming,
         "normalize_audio": normalize,
         "num_utterances": len(entries),
