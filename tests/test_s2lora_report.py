@@ -11,15 +11,9 @@ import torch
 
 from speechkd.bin import s2lora_report as cli
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval.pruning_plots import load_ranks, render_rank_table
 from speechkd.eval.results_json import load_results_json
-from speechkd.eval.s2lora_report import (
-    format_percent,
-    load_ranks,
-    load_set_rate,
-    render_rank_table,
-    table2_part,
-    write_report,
-)
+from speechkd.eval.s2lora_report import format_percent, load_set_rate, table2_part, write_report
 from speechkd.eval.wer import ErrorCounts
 
 PARAM_TABLE = """### Trainable parameters, whisper-medium (S2-LoRA paper, Table 2)
@@ -320,3 +314,55 @@ def test_weight_change_between_models(tmp_path: Path) -> None:
     save_file({"w": torch.zeros(8, 8)}, str(other / "model.safetensors"))
     with pytest.raises(DataError, match="different tensors"):
         relative_update(other, start)
+
+
+def test_claims(exp: Path) -> None:
+    for system, errors in {"lora": (24, 44, 10), "adalora": (14, 50, 10)}.items():
+        for set_name, err in zip(("zh_c1", "zh_c2", "en"), errors, strict=True):
+            metric = "wer" if set_name == "en" else "cer"
+            write_scores(exp / system / "decode", set_name, metric, err, 200)
+    systems = {
+        "Zero-shot": exp / "zeroshot" / "decode",
+        "Full-FT": exp / "full" / "decode",
+        "LoRA": exp / "lora" / "decode",
+        "AdaLoRA": exp / "adalora" / "decode",
+        "S2-LoRA": exp / "s2lora" / "decode",
+    }
+    params = {"Full-FT": exp / "full.json", "S2-LoRA": exp / "s2lora.json"}
+    params["LoRA"] = write_params(exp / "lora.json", 2000)
+    params["AdaLoRA"] = write_params(exp / "adalora.json", 4600)
+    text = _report(exp, systems=systems, params=params, ranks_json=None)
+    block = text.split("### What this run shows\n\n")[1].split("\n\n###")[0].splitlines()
+    assert block == [
+        "- Every PEFT method lowers the zh_c1 CER below Zero-shot: **no** (Zero-shot 10.00; "
+        "not below: LoRA 12.00).",
+        "- S2-LoRA beats LoRA on zh_c1 (CER): **yes** (S2-LoRA 8.00 vs LoRA 12.00 CER; "
+        "trainable 0.02% vs 0.20%).",
+        "- S2-LoRA beats LoRA on zh_c2 (CER): **yes** (S2-LoRA 15.00 vs LoRA 22.00 CER; "
+        "trainable 0.02% vs 0.20%).",
+        "- S2-LoRA beats LoRA on en (WER): **tie** (S2-LoRA 5.00 vs LoRA 5.00 WER; "
+        "trainable 0.02% vs 0.20%).",
+        "- S2-LoRA beats AdaLoRA on zh_c1 (CER): **no** (S2-LoRA 8.00 vs AdaLoRA 7.00 CER; "
+        "trainable 0.02% vs 0.46%).",
+        "- S2-LoRA beats AdaLoRA on zh_c2 (CER): **yes** (S2-LoRA 15.00 vs AdaLoRA 25.00 CER; "
+        "trainable 0.02% vs 0.46%).",
+        "- S2-LoRA beats AdaLoRA on en (WER): **tie** (S2-LoRA 5.00 vs AdaLoRA 5.00 WER; "
+        "trainable 0.02% vs 0.46%).",
+        "- No method forgets zh_c2 (CER not above Zero-shot): **no** (worse: Full-FT +5.00, "
+        "LoRA +2.00, AdaLoRA +5.00).",
+        "- No method forgets en (WER not above Zero-shot): **yes** (4 methods).",
+        "- Every method learned an update: **yes** (4 methods).",
+    ]
+
+
+def test_claims_without_verdict_when_every_system_is_at_chance(exp: Path) -> None:
+    for system in ("zeroshot", "full", "s2lora"):
+        for set_name in ("zh_c1", "zh_c2", "en"):
+            metric = "wer" if set_name == "en" else "cer"
+            write_scores(exp / system / "decode", set_name, metric, 196 + len(system) % 3, 200)
+    text = _report(exp, ranks_json=None)
+    assert (
+        "- Every PEFT method lowers the zh_c1 CER below Zero-shot: **no verdict: the reference "
+        "systems are degenerate** (Zero-shot 99.00 CER ≥ 95, S2-LoRA 98.00 CER ≥ 95)." in text
+    )
+    assert "No method forgets zh_c2 (CER not above Zero-shot): **no verdict" in text

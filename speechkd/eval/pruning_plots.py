@@ -9,7 +9,9 @@
   matrix is its number of coefficients |s_k| ≥ 1e-4 (:func:`s2lora_ranks`), of an AdaLoRA matrix
   its number of non-zero singular values ``lora_E`` after the budget allocation
   (:func:`adalora_ranks`). Both read a model, a state dict or a safetensors checkpoint (the
-  trainer's ``checkpoints/epoch-N/model.safetensors``: exported models have the adapters merged).
+  trainer's ``checkpoints/epoch-N/model.safetensors``: exported models have the adapters merged);
+  :func:`load_ranks` reads the ranks back from the JSON written beside the heatmap and
+  :func:`render_rank_table` gives their numbers (mean rank and rank-0 layers per matrix).
 
 PNGs are drawn with matplotlib's Agg backend and written atomically.
 """
@@ -28,7 +30,15 @@ import torch
 from torch import nn
 
 from speechkd.errors import ConfigError, DataError
-from speechkd.eval.report_kit import SetScores, load_set_scores, pyplot, save_png
+from speechkd.eval.report_kit import (
+    DASH,
+    SetScores,
+    load_json_object,
+    load_set_scores,
+    md_table,
+    pyplot,
+    save_png,
+)
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.whisper.pruning import LAYER_GROUPS
 from speechkd.whisper.s2lora import RANK_THRESHOLD, ROW_ORDER, S2LORA_GROUPS, parse_target
@@ -358,7 +368,57 @@ def write_error_table(scores, out: str | os.PathLike, per_language: bool = False
     return Path(out)
 
 
+RankTable = Mapping[str, Mapping[str, Sequence[int]]]  # {method: {matrix: [rank per layer]}}
+
+
+def _matrix_order(matrix: str) -> tuple[int, int, str]:
+    group, _, short = matrix.partition(".")
+    groups = list(S2LORA_GROUPS)
+    rows = [SHORT_NAMES[p] for p in ROW_ORDER["ffn" if group.endswith("ffm") else "attention"]]
+    position = groups.index(group) if group in groups else len(groups)
+    return position, rows.index(short) if short in rows else len(rows), matrix
+
+
+def load_ranks(path: str | os.PathLike) -> dict[str, dict[str, list[int]]]:
+    """``{method: {matrix: [rank per layer]}}`` from the JSON of ``pruning_plots ranks``."""
+    path = Path(path)
+    out: dict[str, dict[str, list[int]]] = {}
+    for method, entries in load_json_object(path, "rank file").items():
+        if not isinstance(entries, list):
+            raise DataError(f"{path}: {method!r} must be a list of rank entries")
+        per_matrix: dict[str, dict[int, int]] = {}
+        for entry in entries:
+            try:
+                layer, matrix, rank = int(entry["layer"]), str(entry["matrix"]), int(entry["rank"])
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{path}: {method!r}: bad entry {entry!r}") from None
+            per_matrix.setdefault(matrix, {})[layer] = rank
+        out[method] = {m: [ranks[k] for k in sorted(ranks)] for m, ranks in per_matrix.items()}
+    return out
+
+
+def render_rank_table(ranks: RankTable) -> list[str]:
+    """Mean rank over the layers and the layers left at rank 0, per matrix and method."""
+    header = ["Matrix"] + [f"{m} {what}" for m in ranks for what in ("mean rank", "rank-0 layers")]
+    rows = []
+    for matrix in sorted({m for r in ranks.values() for m in r}, key=_matrix_order):
+        group, _, short = matrix.partition(".")
+        row = [f"{GROUP_TITLES.get(group, group)} W_{short}"]
+        for method in ranks:
+            values = ranks[method].get(matrix)
+            zero = sum(v == 0 for v in values or ())
+            row += (
+                [f"{sum(values) / len(values):.2f}", f"{zero}/{len(values)}"]
+                if values
+                else [DASH, DASH]
+            )
+        rows.append(row)
+    return [*md_table(header, rows), ""]
+
+
 __all__ = [
+    "load_ranks",
+    "render_rank_table",
     "adalora_ranks",
     "alive_table",
     "error_series",

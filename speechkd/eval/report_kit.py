@@ -201,7 +201,8 @@ def make_domains(in_domain: Sequence[str], out_of_domain: Sequence[str]) -> list
         raise ConfigError("give at least one in-domain or out-of-domain set")
     if set(in_domain) & set(out_of_domain):
         raise ConfigError(
-            f"sets both in- and out-of-domain: {sorted(set(in_domain) & set(out_of_domain))}"
+            "sets given twice, both in- and out-of-domain: "
+            f"{sorted(set(in_domain) & set(out_of_domain))}"
         )
     for group in (in_domain, out_of_domain):
         if len(set(group)) != len(group):

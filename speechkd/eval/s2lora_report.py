@@ -1,31 +1,20 @@
-"""The S2-LoRA evaluation report: the paper's Table 2, the change against zero-shot, Fig. 3.
+"""The S2-LoRA report: what the run shows, the paper's Table 2, the change against zero-shot and
+Fig. 3 in numbers.
 
-Inputs are files other stages wrote:
-
-* ``<decode_dir>/scores-<set>.json`` of every system (``speechkd.eval.decode_files``): the error
-  rate of a set is the pooled one (``totals``: errors / reference tokens), CER or WER as the set
-  was scored (the paper: CER for Chinese, WER for English);
-* ``params.json`` of a trained system (optional): ``{"total", "trainable", "inference"}``; the
-  "% trainable" column is ``trainable / total`` (the Whisper weights, adapters excluded);
-* the rank heatmap PNG and its JSON (``speechkd.bin.pruning_plots ranks --json``): a table of the
-  mean rank of every adapted matrix type over the layers (Fig. 3 in numbers);
-* the parameter table of ``speechkd.bin.peft_param_table`` (its Table-2 part is kept).
-
-Output is a Markdown section (``##`` heading) for ``speechkd.bin.write_results --section``:
-a table per method (trainable parameters and %, error rate per test set, in-domain first, the
-lowest of each column in bold), the change of every method against the baseline (zero-shot) with
-a list of the methods that lowered / raised each set's error rate, the rank distribution and the
-parameter table; and RESULTS.json beside it with every number of those tables
-(:func:`result_rows`).
+Inputs: the ``scores-<set>.json`` of every system (the pooled error rate of a set, CER or WER as
+it was scored), ``params.json`` of a trained system ("% trainable" is ``trainable / total``, the
+Whisper weights, adapters excluded), the rank JSON of ``speechkd.bin.pruning_plots ranks`` and
+the table of ``speechkd.bin.peft_param_table`` (its Table-2 part is kept).
 
 A system whose learned update is zero (:mod:`speechkd.eval.learned_update`: rank 0 in every
-adapted matrix, or its merged model, found through the ``model_dir`` of its scores files, equal to
-the baseline's) is reported as collapsed: the section opens with it, its error rates read
-"collapsed" in the tables and RESULTS.json has ``collapsed = 1`` instead of its rates.
+adapted matrix, or its merged model equal to the baseline's) is collapsed: the section says so
+first, its error rates read "collapsed" and RESULTS.json has ``collapsed = 1`` instead of them.
+RESULTS.json beside the Markdown holds every number of the tables (:func:`result_rows`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -34,27 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval import report_kit as kit
 from speechkd.eval.learned_update import collapse_reason, decoded_model_dir, relative_update
-from speechkd.eval.markdown import md_parse_table, md_table
-from speechkd.eval.pruning_plots import GROUP_TITLES, SHORT_NAMES
-from speechkd.eval.report_inputs import load_json_object
-from speechkd.eval.report_kit import load_params as load_model_params
-from speechkd.eval.results_json import (
-    ALL,
-    ResultRows,
-    results_json_path,
-    stable_name,
-    unique_names,
-    write_results_json,
-)
-from speechkd.eval.wer import ErrorCounts
-from speechkd.utils.atomic import atomic_write_text
-from speechkd.whisper.s2lora import ROW_ORDER, S2LORA_GROUPS
+from speechkd.eval.markdown import md_parse_table
+from speechkd.eval.pruning_plots import load_ranks, render_rank_table
+from speechkd.eval.report_kit import DASH, Claim, fmt_rate
+from speechkd.eval.results_json import ALL, ResultRows, stable_name, unique_names
 
-DASH = "–"
 COLLAPSED = "collapsed"
-ERROR_RATE_METRICS = ("wer", "cer")
 TABLE2_HEADING = "### Trainable parameters"
+PAPER_PCT = {"s2lora": 0.02, "adalora": 0.46}  # % trainable on whisper-medium (Table 2)
+Ranks = Mapping[str, Mapping[str, Sequence[int]]]  # {method: {matrix: [rank per layer]}}
 
 
 @dataclass(frozen=True)
@@ -76,30 +55,10 @@ class SetRate:
 def load_set_rate(decode_dir: str | os.PathLike, set_name: str) -> SetRate:
     """The pooled WER/CER of ``<decode_dir>/scores-<set_name>.json`` from its total counts."""
     path = Path(decode_dir) / f"scores-{set_name}.json"
-    payload = load_json_object(path, "scores file")
-    metric = payload.get("metric")
-    if metric not in ERROR_RATE_METRICS:
-        raise DataError(f"{path}: metric must be one of {ERROR_RATE_METRICS}, got {metric!r}")
-    if payload.get("set") != set_name:
-        raise DataError(f"{path}: field 'set' is {payload.get('set')!r}, expected {set_name!r}")
-    totals = payload.get("totals")
-    if not isinstance(totals, dict):
-        raise DataError(f"{path}: field 'totals' missing")
-    try:
-        counts = ErrorCounts.from_dict(totals)
-    except (KeyError, TypeError) as err:
-        raise DataError(f"{path}: 'totals' lacks the count {err}") from None
+    payload = kit.load_scores(path, set_name, kit.ERROR_RATE_METRICS)
+    counts = kit.pooled_counts(payload, path)
     languages = payload.get("languages") or list(payload.get("per_language") or {})
-    return SetRate(set_name, str(metric), counts.rate, counts.snt, tuple(str(x) for x in languages))
-
-
-def load_params(path: str | os.PathLike) -> dict[str, int]:
-    """``{"total", "trainable", "inference"}`` of a ``params.json``; a zero total is an error
-    (the trainable percentage divides by it)."""
-    out = load_model_params(path)
-    if out["total"] == 0:
-        raise DataError(f"{Path(path)}: field 'total' is 0")
-    return out
+    return SetRate(set_name, payload["metric"], counts.rate, counts.snt, tuple(map(str, languages)))
 
 
 @dataclass
@@ -113,9 +72,9 @@ class SystemResult:
 
     @property
     def trainable_percent(self) -> float | None:
-        if self.params is None:
-            return None
-        return 100.0 * self.params["trainable"] / self.params["total"]
+        return (
+            None if self.params is None else 100.0 * self.params["trainable"] / self.params["total"]
+        )
 
 
 def check_metrics(results: Sequence[SystemResult], sets: Sequence[str]) -> dict[str, str]:
@@ -130,37 +89,15 @@ def check_metrics(results: Sequence[SystemResult], sets: Sequence[str]) -> dict[
 
 
 # ---------------------------------------------------------------------------------------------
-# Markdown
+# Tables
 # ---------------------------------------------------------------------------------------------
-
-
-def format_rate(rate: float | None) -> str:
-    if rate is None or math.isnan(rate):
-        return DASH
-    return f"{rate:.2f}" if math.isfinite(rate) else "inf"
-
-
-def format_count(n: int | None) -> str:
-    if n is None:
-        return DASH
-    return f"{n / 1e6:.2f}M" if n >= 1_000_000 else f"{n:,}"
 
 
 def format_percent(pct: float | None) -> str:
     """Two decimals as in the paper (0.02%); a share that rounds to zero is "<0.01%"."""
     if pct is None:
         return DASH
-    if 0 < pct < 0.005:
-        return "<0.01%"
-    return f"{pct:.2f}%"
-
-
-def _best(values: Sequence[float]) -> float | None:
-    """The lowest finite value, None when there is none or when every value is the same."""
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite or len(set(values)) < 2:
-        return None
-    return min(finite)
+    return "<0.01%" if 0 < pct < 0.005 else f"{pct:.2f}%"
 
 
 def render_main_table(
@@ -171,22 +108,19 @@ def render_main_table(
     metrics = check_metrics(results, sets)
     header = ["Method", "#Trainable params", "% trainable"]
     header += [f"{s} {metrics[s].upper()}" for s in sets]
-    best = {s: _best([r.rates[s].rate for r in results if not r.collapse]) for s in sets}
+    best = {}
+    for s in sets:  # the lowest finite rate, when the rates differ
+        values = [r.rates[s].rate for r in results if not r.collapse]
+        finite = [v for v in values if math.isfinite(v)]
+        best[s] = min(finite) if finite and len(set(values)) > 1 else None
     rows = []
     for r in results:
-        row = [
-            f"{r.name} ({COLLAPSED})" if r.collapse else r.name,
-            format_count(r.params["trainable"] if r.params else None),
-            format_percent(r.trainable_percent),
-        ]
-        if r.collapse:
-            rows.append(row + [COLLAPSED] * len(sets))
-            continue
+        row = [f"{r.name} ({COLLAPSED})" if r.collapse else r.name]
+        row += [kit.fmt_count(r.params["trainable"] if r.params else None, million_from=1e6)]
+        row += [format_percent(r.trainable_percent)]
         for s in sets:
-            text = format_rate(r.rates[s].rate)
-            row.append(
-                f"**{text}**" if best[s] is not None and r.rates[s].rate == best[s] else text
-            )
+            text = COLLAPSED if r.collapse else fmt_rate(r.rates[s].rate)
+            row.append(f"**{text}**" if not r.collapse and r.rates[s].rate == best[s] else text)
         rows.append(row)
     sizes = ", ".join(f"{s}: {results[0].rates[s].utterances}" for s in sets) if results else ""
     caption = (
@@ -196,7 +130,7 @@ def render_main_table(
         "(adapters excluded); every adapter is merged into the weights after training, so "
         f"inference costs the Whisper parameters alone. Utterances per set: {sizes}."
     )
-    return [caption, "", *md_table(header, rows), ""]
+    return kit.table_block(caption, header, rows)
 
 
 def render_change_table(
@@ -206,43 +140,34 @@ def render_change_table(
     out_of_domain: Sequence[str],
 ) -> list[str]:
     """Error rate minus the baseline's, per set (negative: better), and who helped where."""
-    by_name = {r.name: r for r in results}
-    if baseline not in by_name:
-        raise ConfigError(f"baseline {baseline!r} is not among the systems {list(by_name)}")
-    base = by_name[baseline]
-    sets = [*in_domain, *out_of_domain]
-    collapsed = [r.name for r in results if r.collapse and r.name != baseline]
-    others = [r for r in results if r.name != baseline and not r.collapse]
-    header = ["Method", *(f"Δ {s}" for s in sets)]
+    base = next(r for r in results if r.name == baseline)
+    sets, others = [*in_domain, *out_of_domain], [r for r in results if r.name != baseline]
     rows = []
-    for r in results:
-        if r.name == baseline:
-            continue
-        if r.collapse:
-            rows.append([f"{r.name} ({COLLAPSED})", *[COLLAPSED] * len(sets)])
-            continue
-        row = [r.name]
-        for s in sets:
-            diff = r.rates[s].rate - base.rates[s].rate
-            row.append(f"{diff:+.2f}" if math.isfinite(diff) else DASH)
-        rows.append(row)
-    lines = [
-        f"Error rate minus that of {baseline}, in points (negative: the method helped).",
-        "",
-        *md_table(header, rows),
-        "",
-    ]
+    for r in others:
+        diffs = [r.rates[s].rate - base.rates[s].rate for s in sets]
+        cells = (
+            [COLLAPSED] * len(sets)
+            if r.collapse
+            else [f"{d:+.2f}" if math.isfinite(d) else DASH for d in diffs]
+        )
+        rows.append([f"{r.name} ({COLLAPSED})" if r.collapse else r.name, *cells])
+    caption = f"Error rate minus that of {baseline}, in points (negative: the method helped)."
+    lines = kit.table_block(caption, ["Method", *(f"Δ {s}" for s in sets)], rows)
+    compared = [r for r in others if not r.collapse]
     for s in sets:
-        domain = "in-domain" if s in in_domain else "out-of-domain"
-        better = [r.name for r in others if r.rates[s].rate < base.rates[s].rate]
-        worse = [r.name for r in others if r.rates[s].rate > base.rates[s].rate]
-        same = [r.name for r in others if r.rates[s].rate == base.rates[s].rate]
-        parts = [f"better than {baseline}: {', '.join(better) or 'none'}"]
-        parts.append(f"worse: {', '.join(worse) or 'none'}")
-        if same:
+        domain = kit.IN_DOMAIN if s in in_domain else kit.OUT_OF_DOMAIN
+        side = {
+            r.name: (r.rates[s].rate > base.rates[s].rate) - (r.rates[s].rate < base.rates[s].rate)
+            for r in compared
+        }
+        parts = [
+            f"better than {baseline}: {', '.join(n for n, v in side.items() if v < 0) or 'none'}"
+        ]
+        parts.append(f"worse: {', '.join(n for n, v in side.items() if v > 0) or 'none'}")
+        if same := [n for n, v in side.items() if v == 0]:
             parts.append(f"unchanged: {', '.join(same)}")
         lines.append(f"- {s} ({domain}, {base.rates[s].metric.upper()}): " + "; ".join(parts))
-    if collapsed:
+    if collapsed := [r.name for r in others if r.collapse]:
         lines.append(f"- {COLLAPSED} (no update learned, not compared): {', '.join(collapsed)}")
     return [*lines, ""]
 
@@ -258,60 +183,7 @@ def render_collapse_note(results: Sequence[SystemResult]) -> list[str]:
         "methods, and their error rates are left out below.",
         "",
     ]
-    lines += [f"- {r.name}: {r.collapse}" for r in collapsed]
-    return [*lines, ""]
-
-
-def _matrix_order(matrix: str) -> tuple[int, int, str]:
-    group, _, short = matrix.partition(".")
-    groups = list(S2LORA_GROUPS)
-    rows = [SHORT_NAMES[p] for p in ROW_ORDER["ffn" if group.endswith("ffm") else "attention"]]
-    return (
-        groups.index(group) if group in groups else len(groups),
-        rows.index(short) if short in rows else len(rows),
-        matrix,
-    )
-
-
-def load_ranks(path: str | os.PathLike) -> dict[str, dict[str, list[int]]]:
-    """``{method: {matrix: [rank per layer]}}`` from the JSON of ``pruning_plots ranks``."""
-    path = Path(path)
-    data = load_json_object(path, "rank file")
-    out: dict[str, dict[str, list[int]]] = {}
-    for method, entries in data.items():
-        if not isinstance(entries, list):
-            raise DataError(f"{path}: {method!r} must be a list of rank entries")
-        per_matrix: dict[str, dict[int, int]] = {}
-        for entry in entries:
-            try:
-                layer, matrix, rank = int(entry["layer"]), str(entry["matrix"]), int(entry["rank"])
-            except (KeyError, TypeError, ValueError):
-                raise DataError(f"{path}: {method!r}: bad entry {entry!r}") from None
-            per_matrix.setdefault(matrix, {})[layer] = rank
-        out[method] = {m: [ranks[k] for k in sorted(ranks)] for m, ranks in per_matrix.items()}
-    return out
-
-
-def render_rank_table(ranks: Mapping[str, Mapping[str, Sequence[int]]]) -> list[str]:
-    """Mean rank over the layers and the layers left at rank 0, per matrix and method."""
-    methods = list(ranks)
-    matrices = sorted({m for r in ranks.values() for m in r}, key=_matrix_order)
-    header = ["Matrix"]
-    for method in methods:
-        header += [f"{method} mean rank", f"{method} rank-0 layers"]
-    rows = []
-    for matrix in matrices:
-        group, _, short = matrix.partition(".")
-        row = [f"{GROUP_TITLES.get(group, group)} W_{short}"]
-        for method in methods:
-            values = ranks[method].get(matrix)
-            if values:
-                zero = sum(v == 0 for v in values)
-                row += [f"{sum(values) / len(values):.2f}", f"{zero}/{len(values)}"]
-            else:
-                row += [DASH, DASH]
-        rows.append(row)
-    return [*md_table(header, rows), ""]
+    return [*lines, *(f"- {r.name}: {r.collapse}" for r in collapsed), ""]
 
 
 def table2_part(text: str) -> str:
@@ -324,18 +196,98 @@ def table2_part(text: str) -> str:
     return "\n".join(lines[start:end]).strip("\n")
 
 
+# ---------------------------------------------------------------------------------------------
+# Claims
+# ---------------------------------------------------------------------------------------------
+
+
+def _rate_pair(r: SystemResult, s: str) -> tuple[str, float]:
+    return r.name, r.rates[s].rate
+
+
+def _adapts(results, baseline: SystemResult, s: str) -> Claim:
+    """Every PEFT method (not Full-FT) lowers the error rate of ``s`` below zero-shot."""
+    metric = baseline.rates[s].metric.upper()
+    peft = [
+        r for r in results if r is not baseline and not r.collapse and result_name(r.name) != "full"
+    ]
+    text = f"Every PEFT method lowers the {s} {metric} below {baseline.name}"
+    reason = kit.degenerate_reason(metric, dict(_rate_pair(r, s) for r in [baseline, *peft]))
+    if reason is not None or not peft:
+        return (
+            kit.no_verdict(text, reason)
+            if reason
+            else Claim(text, kit.NOT_TESTED, "no PEFT method")
+        )
+    fails = [r for r in peft if not kit.beats(r.rates[s].rate, baseline.rates[s].rate, metric)]
+    listed = ", ".join(f"{r.name} {r.rates[s].rate:.2f}" for r in fails or peft)
+    evidence = f"{baseline.name} {baseline.rates[s].rate:.2f}; " + (
+        f"not below: {listed}" if fails else listed
+    )
+    return Claim(text, kit.YES if not fails else kit.NO, evidence)
+
+
+def _forgets(results, baseline: SystemResult, s: str) -> Claim:
+    """No method raises the error rate of the out-of-domain set ``s`` above zero-shot."""
+    metric = baseline.rates[s].metric.upper()
+    others = [r for r in results if r is not baseline and not r.collapse]
+    text = f"No method forgets {s} ({metric} not above {baseline.name})"
+    reason = kit.degenerate_reason(metric, dict(_rate_pair(r, s) for r in [baseline, *others]))
+    if reason is not None:
+        return kit.no_verdict(text, reason)
+    worse = [r for r in others if kit.beats(baseline.rates[s].rate, r.rates[s].rate, metric)]
+    shown = ", ".join(f"{r.name} {r.rates[s].rate - baseline.rates[s].rate:+.2f}" for r in worse)
+    return Claim(
+        text, kit.NO if worse else kit.YES, f"worse: {shown}" if worse else f"{len(others)} methods"
+    )
+
+
+def claims(
+    results: Sequence[SystemResult],
+    baseline: str | None,
+    in_domain: Sequence[str],
+    out_of_domain: Sequence[str],
+) -> list[Claim]:
+    """PEFT against zero-shot in domain, S2-LoRA against LoRA and AdaLoRA (error rate and
+    trainable share), forgetting out of domain, and the collapsed methods."""
+    by_name = {result_name(r.name): r for r in results}
+    base = next((r for r in results if r.name == baseline), None)
+    out = [_adapts(results, base, s) for s in in_domain if base is not None]
+    s2 = by_name.get("s2lora")
+    for other in (by_name.get("lora"), by_name.get("adalora")):
+        if s2 is None or other is None or s2.collapse or other.collapse:
+            continue
+        for s in [*in_domain, *out_of_domain]:
+            metric = s2.rates[s].metric.upper()
+            claim = kit.pair_claim(
+                f"S2-LoRA beats {other.name} on {s} ({metric})",
+                _rate_pair(s2, s),
+                _rate_pair(other, s),
+                metric,
+            )
+            pcts = (format_percent(x.trainable_percent) for x in (s2, other))
+            shares = "trainable {} vs {}".format(*pcts)
+            out.append(dataclasses.replace(claim, evidence=f"{claim.evidence}; {shares}"))
+    out += [_forgets(results, base, s) for s in out_of_domain if base is not None]
+    collapsed = [r.name for r in results if r.collapse]
+    evidence = f"collapsed: {', '.join(collapsed)}" if collapsed else f"{len(results) - 1} methods"
+    out.append(Claim("Every method learned an update", kit.NO if collapsed else kit.YES, evidence))
+    return out
+
+
 def render_report(
     results: Sequence[SystemResult],
     in_domain: Sequence[str],
     out_of_domain: Sequence[str],
     baseline: str | None = None,
-    ranks: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
+    ranks: Ranks | None = None,
     ranks_link: str | None = None,
     param_table: str | None = None,
     title: str = "S2-LoRA",
 ) -> str:
     """The Markdown section."""
     lines = [f"## {title}", "", *render_collapse_note(results)]
+    lines += kit.render_claims(claims(results, baseline, in_domain, out_of_domain))
     lines += ["### Error rates and trainable parameters (Table 2)", ""]
     lines += render_main_table(results, in_domain, out_of_domain)
     if baseline is not None:
@@ -359,14 +311,13 @@ def render_report(
             ]
             lines += [*notes, ""] if notes else []
     if param_table:
+        lines += [table2_part(param_table), ""]
         lines += [
-            table2_part(param_table),
-            "",
             "Built from the model configuration (no weights) by "
             "`python -m speechkd.bin.peft_param_table`.",
             "",
         ]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return kit.join_section(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,7 +373,7 @@ def param_table_rows(text: str) -> ResultRows:
 def result_rows(
     results: Sequence[SystemResult],
     baseline: str | None = None,
-    ranks: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
+    ranks: Ranks | None = None,
     param_table: str | None = None,
 ) -> ResultRows:
     """The numbers of every table: error rate per set (``wer`` / ``cer``; the set's language or
@@ -436,42 +387,26 @@ def result_rows(
         system = names[r.name]
         if r.collapse:  # no error rates: they are the starting model's
             rows.add(system, ALL, ALL, COLLAPSED, 1)
-        else:
-            for s in r.rates.values():
-                rows.add(system, s.set_name, s.language, s.metric, s.rate)
-                if base is not None and r is not base:
-                    change = s.rate - base.rates[s.set_name].rate
-                    rows.add(system, s.set_name, s.language, f"{s.metric}_change", change)
+        for s in [] if r.collapse else r.rates.values():
+            rows.add(system, s.set_name, s.language, s.metric, s.rate)
+            if base is not None and r is not base:
+                change = s.rate - base.rates[s.set_name].rate
+                rows.add(system, s.set_name, s.language, f"{s.metric}_change", change)
         if r.params is not None:
             rows.add(system, ALL, ALL, "params", r.params["total"])
             rows.add(system, ALL, ALL, "params_trainable", r.params["trainable"])
             rows.add(system, ALL, ALL, "params_trainable_pct", r.trainable_percent)
     rank_names = unique_names({method: result_name(method) for method in ranks or {}})
     for method, per_matrix in (ranks or {}).items():
-        for matrix, values in per_matrix.items():
-            if values:
-                key = stable_name(matrix)
-                rows.add(rank_names[method], ALL, ALL, f"mean_rank_{key}", _mean(values))
-                zero = sum(v == 0 for v in values)
-                rows.add(rank_names[method], ALL, ALL, f"rank0_layers_{key}", zero)
+        for matrix, values in ((m, v) for m, v in per_matrix.items() if v):
+            key = stable_name(matrix)
+            rows.add(rank_names[method], ALL, ALL, f"mean_rank_{key}", kit.mean(values))
+            rows.add(
+                rank_names[method], ALL, ALL, f"rank0_layers_{key}", sum(v == 0 for v in values)
+            )
     if param_table:
         rows += param_table_rows(param_table)
     return rows
-
-
-def _mean(values: Sequence[int]) -> float:
-    return sum(values) / len(values)
-
-
-def make_sets(in_domain: Sequence[str], out_of_domain: Sequence[str]) -> list[str]:
-    """Every set once, in-domain first; at least one."""
-    sets = [*in_domain, *out_of_domain]
-    if not sets:
-        raise ConfigError("give at least one in-domain or out-of-domain set")
-    repeated = sorted({s for s in sets if sets.count(s) > 1})
-    if repeated:
-        raise ConfigError(f"sets given twice (or both in- and out-of-domain): {repeated}")
-    return sets
 
 
 def mark_collapses(
@@ -479,7 +414,7 @@ def mark_collapses(
     systems: Mapping[str, str | os.PathLike],
     sets: Sequence[str],
     baseline: str | None,
-    ranks: Mapping[str, Mapping[str, Sequence[int]]] | None,
+    ranks: Ranks | None,
 ) -> None:
     """Set ``collapse`` of every system but the baseline whose learned update is zero: rank 0 in
     every matrix (its ranks, by the same name), or a decoded model equal to the baseline's."""
@@ -505,44 +440,32 @@ def write_report(
     title: str = "S2-LoRA",
 ) -> Path:
     """Load every input and write the Markdown section atomically to ``out`` and RESULTS.json
-    beside it.
-
-    ``systems`` is name → decode dir, in table order; ``params`` name → params.json. The rank
-    plot is linked by its path relative to the directory of ``out``.
-    """
+    beside it; ``systems`` is name → decode dir in table order, ``params`` name → params.json;
+    the rank plot is linked by its path relative to the directory of ``out``."""
     if not systems:
         raise ConfigError("no system to report")
-    unknown = sorted(set(params or {}) - set(systems))
-    if unknown:
-        raise ConfigError(f"params given for unknown systems {unknown}")
+    if set(params or {}) - set(systems):
+        raise ConfigError(
+            f"params given for unknown systems {sorted(set(params or {}) - set(systems))}"
+        )
     if baseline is not None and baseline not in systems:
         raise ConfigError(f"baseline {baseline!r} is not among the systems {list(systems)}")
-    sets = make_sets(in_domain, out_of_domain)
+    sets = [s for d in kit.make_domains(in_domain, out_of_domain) for s in d.sets]
     results = [
         SystemResult(
             name,
             {s: load_set_rate(decode_dir, s) for s in sets},
-            load_params(params[name]) if params and name in params else None,
+            kit.load_params(params[name], nonzero_total=True) if name in (params or {}) else None,
         )
         for name, decode_dir in systems.items()
     ]
     ranks = load_ranks(ranks_json) if ranks_json is not None else None
     mark_collapses(results, systems, sets, baseline, ranks)
-    out = Path(out)
-    link = None
-    if ranks_plot is not None:
-        plot = Path(ranks_plot)
-        if not plot.is_file():
-            raise DataError(f"{plot}: rank heatmap not found")
-        link = Path(os.path.relpath(plot.resolve(), out.resolve().parent)).as_posix()
-    table = None
-    if param_table is not None:
-        path = Path(param_table)
-        if not path.is_file():
-            raise DataError(f"{path}: parameter table not found")
-        table = path.read_text(encoding="utf-8")
+    if ranks_plot is not None and not Path(ranks_plot).is_file():
+        raise DataError(f"{ranks_plot}: rank heatmap not found")
+    link = kit.link(ranks_plot, out) if ranks_plot is not None else None
+    if param_table is not None and not Path(param_table).is_file():
+        raise DataError(f"{param_table}: parameter table not found")
+    table = Path(param_table).read_text(encoding="utf-8") if param_table is not None else None
     text = render_report(results, in_domain, out_of_domain, baseline, ranks, link, table, title)
-    rows = result_rows(results, baseline, ranks, table)
-    write_results_json(rows, results_json_path(out))
-    atomic_write_text(out, text)
-    return out
+    return kit.write_section(out, text, result_rows(results, baseline, ranks, table))
