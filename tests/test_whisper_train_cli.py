@@ -223,3 +223,18 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(inputs, tmp_path: Pa
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_truncated_manifest_is_one_line_naming_the_file(inputs, tmp_path: Path) -> None:
+    cuts = tmp_path / "train_cuts.jsonl.gz"
+    data = inputs["cuts"].read_bytes()
+    cuts.write_bytes(data[: len(data) // 2])  # a writer killed half-way
+    args = train_args(inputs, tmp_path / "exp")
+    args[args.index("--train-cuts") + 1] = str(cuts)
+    proc = _run(args)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out[-3000:]
+    assert "Traceback" not in out
+    error = [line for line in out.splitlines() if "error:" in line]
+    assert len(error) == 1 and error[0].startswith("whisper_train.py: error: "), out[-3000:]
+    assert f"{cuts}: truncated manifest" in error[0]

@@ -222,12 +222,29 @@ def wrong_rate_validate(ws: Workspace, d: Path) -> tuple[list[str], list[str]]:
     return argv, [str(wav), "8000"]
 
 
+def truncate(path: Path) -> Path:
+    """Cut ``path`` to half its bytes, as a writer killed half-way leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
 def truncated_manifest(ws: Workspace, d: Path) -> tuple[list[str], list[str]]:
-    cuts = write_cuts(d / "audio", [1.0, 1.0, 1.0])
-    data = cuts.read_bytes()
-    cuts.write_bytes(data[: len(data) // 2])  # a writer killed half-way
+    cuts = truncate(write_cuts(d / "audio", [1.0, 1.0, 1.0]))
     argv = ["--cuts", str(cuts), "--output-dir", str(d / "fbank"), "--prefix", "x"]
     return argv + ["--split", "train"], [str(cuts), "truncated manifest"]
+
+
+def truncated_train_cuts(ws: Workspace, d: Path) -> tuple[list[str], list[str]]:
+    cuts = truncate(write_cuts(d / "audio", [1.0, 1.0, 1.0]))
+    return _train_argv(ws, d) + ["--train-cuts", str(cuts)], [str(cuts), "truncated manifest"]
+
+
+def truncated_decode_cuts(ws: Workspace, d: Path) -> tuple[list[str], list[str]]:
+    cuts = truncate(write_cuts(d / "audio", [1.0, 1.0, 1.0]))
+    argv = ["--model-dir", str(ws.model()), "--tokenizer", str(ws.tokenizer())]
+    argv += ["--cuts", str(cuts), "--set-name", "dev", "--out-dir", str(d / "decode")]
+    return argv + ["--no-progress"], [str(cuts), "truncated manifest"]
 
 
 def corrupt_json_manifest(ws: Workspace, d: Path) -> tuple[list[str], list[str]]:
@@ -273,7 +290,9 @@ def empty_transcript(ws: Workspace, d: Path) -> tuple[list[str], list[str]]:
 def missing_features(ws: Workspace, d: Path) -> tuple[list[str], list[str]]:
     from lhotse import CutSet
 
-    cuts = CutSet.from_file(ws.cuts_with_features())
+    from speechkd.data.manifest_io import read_cuts
+
+    cuts = read_cuts(ws.cuts_with_features())
     archive = d / "feats.lca"
     shutil.copy(cuts[0].features.storage_path, archive)
     from lhotse.utils import fastcopy
@@ -360,6 +379,8 @@ CASES = [
     Case("option out of range (--lr -1)", "whisper_train", negative_lr),
     Case("CLSR option out of range (skip_gate_prob 1.5)", "whisper_train", clsr_out_of_range),
     Case("KD teacher with another vocabulary", "whisper_train", teacher_other_vocab),
+    Case("truncated manifest (.jsonl.gz cut short)", "whisper_train", truncated_train_cuts),
+    Case("truncated manifest (.jsonl.gz cut short)", "whisper_decode", truncated_decode_cuts),
     Case(
         "teacher and tokenizer of different vocabularies",
         "cache_teacher",

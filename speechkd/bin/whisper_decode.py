@@ -39,6 +39,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
+from speechkd.data.manifest_io import read_cuts
 from speechkd.data.whisper_tokenizer import load_whisper_tokenizer
 from speechkd.errors import ConfigError, DataError
 from speechkd.eval.report_inputs import parse_named_list
@@ -176,10 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else list(argv)
     )
     logger.info("%s", command)
-    if not Path(args.cuts).is_file():
-        raise DataError(f"{args.cuts}: CutSet manifest not found")
+    cuts = read_cuts(args.cuts)
     device = default_device(args.device)
-    cuts = CutSet.from_file(args.cuts).to_eager()
     models = parse_language_models(args.language_models) if args.language_models else None
     if models:
         if args.language_modules is not None or args.languages is not None:

@@ -42,6 +42,7 @@ from pathlib import Path
 import yaml
 from lhotse import CutSet
 
+from speechkd.data.manifest_io import read_cuts
 from speechkd.data.whisper_tokenizer import load_whisper_tokenizer
 from speechkd.errors import ConfigError, DataError
 from speechkd.launch.distributed import init_distributed, is_main_process, teardown_distributed
@@ -187,9 +188,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def load_cuts(path: str) -> CutSet:
-    if not Path(path).is_file():
-        raise DataError(f"{path}: CutSet manifest not found")
-    return CutSet.from_file(path).to_eager()
+    """The eager CutSet of ``path``; a missing, truncated or corrupt file is a DataError."""
+    return read_cuts(path)
 
 
 def build_model(args: argparse.Namespace, tokenizer):
