@@ -9,16 +9,15 @@ import pytest
 
 from speechkd.bin import pepsi_report as cli
 from speechkd.errors import ConfigError, DataError
-from speechkd.eval.pepsi_report import (
+from speechkd.eval.pepsi_data import (
     Params,
     SubnetPoint,
     build_group,
     fill_params,
-    format_count,
     load_error_rates,
     load_params,
-    render_report,
 )
+from speechkd.eval.pepsi_report import format_count, render_report
 from speechkd.eval.results_json import load_results_json
 from speechkd.eval.scoring import load_scoring_input, score_input
 
@@ -245,3 +244,27 @@ def test_results_json_holds_the_table_numbers(tmp_path: Path) -> None:
     assert rows[("imp_round_2", "all", "ko", "pruned_pct")] == pytest.approx(19.0)
     assert rows[("imp_pruned_0", "test_ko", "all", "cer")] == pytest.approx(12.5)
     assert ("imp_pruned_10", "test_ko", "all", "cer") not in rows  # "inf" in the table
+
+
+def test_claims_pepsi_against_fft_and_lth_ft(tmp_path: Path) -> None:
+    systems = _systems(tmp_path, "ko", "hat")
+    fft = write_decode(tmp_path / "ko" / "fft", "test_ko", dict(REFS))
+    lth_ft = write_decode(tmp_path / "ko" / "lth_ft", "test_ko", {"u1": REFS["u1"], "u2": "x"})
+    params = write_json(tmp_path / "ft.json", {"total": 1200, "trainable": 1100, "inference": 1200})
+    systems += [("Whisper FFT", str(fft), str(params)), ("Whisper LTH-FT", str(lth_ft), None)]
+    text = render_report([build_group("ko", ["test_ko"], systems)])
+    assert (
+        "- PEPSI is no worse than FFT and beats LTH-FT (ko CER): **yes** (PEPSI 0.00, "
+        "Whisper FFT 0.00, Whisper LTH-FT " in text
+    )
+    # every system at chance: no verdict, and no table of n/a
+    bad = {"u1": "zzzzzzzzzzzzzzzzzzzzzzzzz", "u2": "qqqqqqqqqqqq"}
+    at_chance = [
+        (name, str(write_decode(tmp_path / "bad" / name, "test_ko", bad)), params_file)
+        for name, _, params_file in systems
+    ]
+    text = render_report([build_group("ko", ["test_ko"], at_chance)])
+    assert (
+        "- PEPSI is no worse than FFT and beats LTH-FT (ko CER): **no verdict: the reference "
+        "systems are degenerate** (PEPSI 112.12 CER ≥ 95" in text
+    )

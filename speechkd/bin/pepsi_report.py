@@ -1,7 +1,8 @@
-"""PEPSI report section: error rates with trainable and alive parameters per language (the
-paper's Table 3), the transfer experiment (Table 4), the language-specific subnetworks (Table 1),
-the alive ratio per layer group (Fig. 3b) and other figures (Fig. 4), from the files the recipe
-stages wrote (see :mod:`speechkd.eval.pepsi_report`).
+"""PEPSI report section: what the run shows (the paper's claims with computed verdicts), error
+rates with trainable and alive parameters per language (the paper's Table 3), the transfer
+experiment (Table 4), the language-specific subnetworks (Table 1), the alive ratio per layer
+group (Fig. 3b) and other figures (Fig. 4), from the files the recipe stages wrote (see
+:mod:`speechkd.eval.pepsi_report`).
 
 Systems are given in table order as ``LANG:NAME=DECODE_DIR[,PARAMS]``: the decode dir holds
 ``scores-<set>_<LANG>.json`` for every ``--set``; PARAMS is a ``params.json`` or an IMP ticket's
@@ -30,13 +31,9 @@ import logging
 from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
-from speechkd.eval.pepsi_report import (
-    SubnetPoint,
-    build_group,
-    render_report,
-    result_rows,
-    write_report,
-)
+from speechkd.eval.pepsi_data import SubnetPoint, build_group, result_rows
+from speechkd.eval.pepsi_report import render_report
+from speechkd.eval.report_kit import write_section
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
@@ -182,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         figures=figures,
     )
     text = render_report(groups, title=args.title, **tables)
-    out = write_report(args.out, text, result_rows(groups, **tables))
+    out = write_section(args.out, text, result_rows(groups, **tables))
     logger.info("wrote %s", out)
     return 0
 

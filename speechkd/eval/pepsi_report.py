@@ -1,20 +1,10 @@
-"""The PEPSI evaluation report: the paper's Tables 3, 4 and 1 and Figs. 3b and 4, from files.
+"""The PEPSI report: what the run shows, the paper's Tables 3, 4 and 1 and Figs. 3b and 4.
 
-Inputs are files other stages wrote:
-
-* ``<decode_dir>/scores-<set>.json`` of every system (``speechkd.eval.decode_files``; the metric
-  the set was decoded with, CER or WER) and the ``hyp-<set>.txt`` / ``ref-<set>.txt`` beside it,
-  rescored with the other metric (normalised as ``speechkd.bin.score`` does), since the paper
-  reports both for every language. The error rate of a set is the pooled rate of its counts;
-* a parameter file per system: ``params.json`` of ``whisper_train`` / ``pepsi_prune``
-  (``total``, ``trainable``, ``inference``) or ``result.json`` of an IMP ticket
-  (``alive_params``: a pruned model, nothing trained). A system without one is the foundation
-  model itself (zero-shot): nothing trained, every weight at inference;
-* ``imp-history.json`` of ``pepsi_prune`` (alive share per layer group and round, Fig. 3b).
-
-Per language (Table 3) every system is one row; a system's totals are those of its language's
-foundation model (every system of a language shares it), so a ticket's alive count is shown
-against the same total. "Pruned" means fewer parameters at inference than the total.
+Inputs (:mod:`speechkd.eval.pepsi_data`): error rates and parameter counts of every system per
+language (Table 3) and of the transfer experiment (Table 4), tickets pruned on each language and
+decoded zero-shot (Table 1), ``imp-history.json`` of ``pepsi_prune`` (alive share per layer group
+and round, Fig. 3b) and figure tables. "Pruned" means fewer parameters at inference than the
+total; a system's total is that of its language's foundation model.
 
 Sparsity convention (:data:`SPARSITY_NOTE`): a pruned share is of ALL the foundation model's
 parameters, as the paper's 0.77B of 1.54B alive for whisper-large at 50%.
@@ -22,28 +12,23 @@ parameters, as the paper's 0.77B of 1.54B alive for whisper-large at 50%.
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from speechkd.errors import ConfigError, DataError
-from speechkd.eval.markdown import md_parse_table, md_table
-from speechkd.eval.report_inputs import load_json_object
-from speechkd.eval.results_json import (
-    ALL,
-    ResultRows,
-    results_json_path,
-    stable_name,
-    unique_names,
-    write_results_json,
+from speechkd.eval import report_kit as kit
+from speechkd.eval.markdown import md_table
+from speechkd.eval.pepsi_data import (
+    METRICS,
+    Group,
+    Params,
+    SubnetPoint,
+    group_metric,
+    load_error_rates,
+    primary_metric,
+    result_name,
 )
-from speechkd.eval.wer import ErrorCounts
-from speechkd.utils.atomic import atomic_write_text
+from speechkd.eval.report_kit import DASH, Claim, fmt_rate
+from speechkd.eval.report_kit import fmt_count as format_count
 
-DASH = "–"
-METRICS = ("cer", "wer")  # column order (the paper: CER, then WER)
 SPARSITY_NOTE = (
     "Sparsity convention: a pruned share (sparsity, prune %) is of ALL the foundation model's "
     "parameters, as the paper's 0.77B of 1.54B alive for whisper-large at 50%. Biases, norms, "
@@ -53,191 +38,8 @@ SPARSITY_NOTE = (
 
 
 # ---------------------------------------------------------------------------------------------
-# Inputs
-# ---------------------------------------------------------------------------------------------
-
-
-def _primary(path: Path, set_name: str) -> tuple[dict, str, float]:
-    payload = load_json_object(path, "scores file")
-    metric = payload.get("metric")
-    if metric not in METRICS:
-        raise DataError(f"{path}: metric must be one of {METRICS}, got {metric!r}")
-    if payload.get("set") != set_name:
-        raise DataError(f"{path}: field 'set' is {payload.get('set')!r}, expected {set_name!r}")
-    try:
-        counts = ErrorCounts.from_dict(payload["totals"])
-    except (KeyError, TypeError) as err:
-        raise DataError(f"{path}: field 'totals' missing or lacks the count {err}") from None
-    return payload, str(metric), counts.rate
-
-
-def rescore(decode_dir: str | os.PathLike, set_name: str, metric: str, payload: dict) -> float:
-    """``metric`` (%) of the hypotheses ``hyp-<set>.txt`` against ``ref-<set>.txt``, normalised
-    as ``speechkd.bin.score`` does; the languages are those of the scores file ``payload`` (its
-    CutSet when it has several)."""
-    from speechkd.eval.scoring import error_rate_report, load_scoring_input
-
-    decode_dir = Path(decode_dir)
-    languages = payload.get("languages") or []
-    language = languages[0] if len(languages) == 1 else None
-    cuts = None if language is not None else payload.get("cuts")
-    if language is None and not cuts:
-        raise DataError(
-            f"{decode_dir}/scores-{set_name}.json: no single language and no 'cuts' to read the "
-            "languages from"
-        )
-    data = load_scoring_input(
-        decode_dir / f"ref-{set_name}.txt",
-        decode_dir / f"hyp-{set_name}.txt",
-        metric,
-        language=language,
-        ref_cuts=cuts,
-        allow_missing=True,
-    )
-    return error_rate_report(data, metric, allow_empty_ref=True).totals.rate
-
-
-def load_error_rates(
-    decode_dir: str | os.PathLike, set_name: str, both: bool = True
-) -> dict[str, float]:
-    """``{metric: rate %}`` of one set: the metric of ``scores-<set>.json`` and, with ``both``
-    and the decode's ``hyp-<set>.txt`` and ``ref-<set>.txt`` beside it, the other metric of the
-    same hypotheses (the paper reports CER and WER for every language)."""
-    decode_dir = Path(decode_dir)
-    payload, metric, rate = _primary(decode_dir / f"scores-{set_name}.json", set_name)
-    rates = {metric: rate}
-    has_text = all((decode_dir / f"{k}-{set_name}.txt").is_file() for k in ("hyp", "ref"))
-    if both and has_text:
-        for other in METRICS:
-            if other != metric:
-                rates[other] = rescore(decode_dir, set_name, other, payload)
-    return {m: rates[m] for m in METRICS if m in rates}
-
-
-@dataclass
-class Params:
-    """Parameter counts of one system; ``None``: not known from its file (filled per group)."""
-
-    total: int | None
-    trainable: int
-    inference: int | None
-
-    @property
-    def pruned(self) -> bool:
-        return self.total is not None and self.inference is not None and self.inference < self.total
-
-
-def _count_field(path: Path, data: dict, key: str) -> int:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise DataError(f"{path}: field {key!r} must be a non-negative integer, got {value!r}")
-    return value
-
-
-def load_params(path: str | os.PathLike | None) -> Params:
-    """Counts of ``params.json`` (total, trainable, inference), of an IMP ticket's
-    ``result.json`` (alive_params; nothing trained), or of none (the foundation model)."""
-    if path is None:
-        return Params(None, 0, None)
-    path = Path(path)
-    data = load_json_object(path, "params file")
-    if "inference" in data:
-        return Params(
-            _count_field(path, data, "total"),
-            _count_field(path, data, "trainable"),
-            _count_field(path, data, "inference"),
-        )
-    if "alive_params" in data:
-        return Params(None, 0, _count_field(path, data, "alive_params"))
-    raise DataError(f"{path}: neither params.json (inference) nor an IMP result (alive_params)")
-
-
-def fill_params(group: str, params: Mapping[str, Params]) -> dict[str, Params]:
-    """Every system of ``group`` with the group's total (all systems share one foundation model)
-    and, for the foundation model itself, inference = total."""
-    totals = {p.total for p in params.values() if p.total is not None}
-    if len(totals) > 1:
-        raise DataError(
-            f"{group}: the systems' parameter files disagree on the foundation model's total "
-            f"({sorted(totals)}): they were not made from one model"
-        )
-    total = totals.pop() if totals else None
-    out = {}
-    for name, p in params.items():
-        inference = p.inference if p.inference is not None else total
-        if total is not None and inference is not None and inference > total:
-            raise DataError(f"{group}: {name} has {inference} parameters alive of {total}")
-        out[name] = Params(total, p.trainable, inference)
-    return out
-
-
-@dataclass
-class System:
-    """One row: a decode directory and the parameter counts of the model decoded."""
-
-    name: str
-    decode_dir: Path
-    params: Params
-
-
-@dataclass
-class Group:
-    """The systems of one language (Table 3) or of the transfer experiment (Table 4)."""
-
-    name: str
-    sets: list[str]
-    systems: list[System] = field(default_factory=list)
-    _rates: dict[str, dict[str, dict[str, float]]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-
-    def rates(self) -> dict[str, dict[str, dict[str, float]]]:
-        """``{system: {set: {metric: rate}}}`` (scored once, then reused)."""
-        if self._rates is None:
-            self._rates = {
-                s.name: {
-                    set_name: load_error_rates(s.decode_dir, set_name) for set_name in self.sets
-                }
-                for s in self.systems
-            }
-        return self._rates
-
-
-def build_group(
-    name: str, sets: Sequence[str], specs: Sequence[tuple[str, str, str | None]]
-) -> Group:
-    """A group from ``(system, decode dir, params file or None)`` in table order."""
-    if not specs:
-        raise ConfigError(f"{name}: no systems")
-    names = [s[0] for s in specs]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise ConfigError(f"{name}: systems given twice: {duplicated}")
-    params = fill_params(name, {n: load_params(p) for n, _, p in specs})
-    systems = [System(n, Path(d), params[n]) for n, d, _ in specs]
-    return Group(name, list(sets), systems)
-
-
-# ---------------------------------------------------------------------------------------------
 # Markdown
 # ---------------------------------------------------------------------------------------------
-
-
-def _rate(x: float | None) -> str:
-    if x is None or math.isnan(x):
-        return DASH
-    return f"{x:.2f}" if math.isfinite(x) else "inf"
-
-
-def format_count(n: int | None) -> str:
-    """1.54B, 2.62M, 9,216; ``–`` for unknown."""
-    if n is None:
-        return DASH
-    if n >= 1_000_000_000:
-        return f"{n / 1e9:.2f}B"
-    if n >= 100_000:
-        return f"{n / 1e6:.2f}M"
-    return f"{n:,}"
 
 
 def _trainable(p: Params) -> str:
@@ -286,7 +88,7 @@ def render_main_table(groups: Sequence[Group]) -> list[str]:
         ]
         for group, set_name, metric in columns:
             value = rates[group].get(name, {}).get(set_name, {}).get(metric)
-            row.append(_rate(value))
+            row.append(fmt_rate(value))
         rows.append(row)
     sets = sorted({s for g in groups for s in g.sets})
     caption = (
@@ -340,7 +142,7 @@ def render_transfer_table(group: Group, language: str) -> list[str]:
             "Y" if p.pruned else "N",
             group.name if p.trainable else DASH,
         ]
-        row += [_rate(rates[system.name][s].get(m)) for s, m in columns]
+        row += [fmt_rate(rates[system.name][s].get(m)) for s, m in columns]
         rows.append(row)
     caption = (
         f"Transfer to {group.name}: pruned models use the tickets pruned on {language} of the "
@@ -348,16 +150,6 @@ def render_transfer_table(group: Group, language: str) -> list[str]:
         "error rates (%) on its test sets."
     )
     return [caption, "", *md_table(header, rows), ""]
-
-
-@dataclass(frozen=True)
-class SubnetPoint:
-    """A ticket pruned on ``pruned_on`` to ``pct`` %, decoded zero-shot on ``language``."""
-
-    language: str
-    pruned_on: str
-    pct: float
-    decode_dir: Path
 
 
 def render_subnet_tables(points: Sequence[SubnetPoint], sets: Sequence[str]) -> list[str]:
@@ -380,7 +172,7 @@ def render_subnet_tables(points: Sequence[SubnetPoint], sets: Sequence[str]) -> 
                         continue
                     rates = load_error_rates(point.decode_dir, set_name, both=False)
                     metric = metric or next(m for m in METRICS if m in rates)
-                    row.append(_rate(rates.get(metric)))
+                    row.append(fmt_rate(rates.get(metric)))
                 rows.append(row)
             header = ["Pruned on", *(f"alive {100.0 - level:.1f}%" for level in levels)]
             lines += [
@@ -417,6 +209,117 @@ def render_alive_table(history: Mapping) -> list[str]:
     ]
 
 
+# ---------------------------------------------------------------------------------------------
+# Claims
+# ---------------------------------------------------------------------------------------------
+
+PAPER_ALIVE = "0.77B of 1.54B"  # whisper-large, 50 % pruned
+ALIVE_TOLERANCE = 5.0  # points of alive share around the half the ticket keeps
+RIVALS = (("fft", "FFT"), ("lth_ft", "LTH-FT"), ("lora", "LoRA"))
+
+
+def _ticket_claim(groups: Sequence[Group]) -> list[Claim]:
+    """The PEPSI ticket keeps half of the parameters at inference (alive / total)."""
+    shown = {}
+    for g in groups:
+        for p in (s.params for s in g.systems if result_name(s.name) == "pepsi"):
+            if p.inference is not None and p.total:
+                shown[g.name] = (p.inference, p.total, 100.0 * p.inference / p.total)
+    if not shown:
+        return []
+    text = f"The PEPSI ticket keeps half of the parameters at inference (paper: {PAPER_ALIVE})"
+    ok = all(abs(pct - 50.0) <= ALIVE_TOLERANCE for _, _, pct in shown.values())
+    evidence = ", ".join(
+        f"{lang} {format_count(a)} of {format_count(t)} alive ({pct:.1f} %)"
+        for lang, (a, t, pct) in shown.items()
+    )
+    return [
+        Claim(text, kit.YES if ok else kit.NO, f"{evidence}; within {ALIVE_TOLERANCE:g} points")
+    ]
+
+
+def _versus_claim(group: Group, set_name: str, where: str) -> list[Claim]:
+    """PEPSI is no worse than FFT and beats LTH-FT and LoRA on ``set_name`` of ``group``."""
+    by = {result_name(s.name): s.name for s in group.systems}
+    rivals = [(by[k], label) for k, label in RIVALS if k in by]
+    if "pepsi" not in by or not rivals:
+        return []
+    metric, rates = group_metric(group, set_name), group.rates()
+    value = {n: rates[n][set_name].get(metric) for n in (by["pepsi"], *(n for n, _ in rivals))}
+    parts = ["is no worse than FFT"] if "fft" in by else []
+    beaten = [label for _, label in rivals if label != "FFT"]
+    parts += [f"beats {' and '.join(beaten)}"] if beaten else []
+    text = f"PEPSI {' and '.join(parts)} ({where} {metric.upper()})"
+    reason = kit.degenerate_reason(metric.upper(), value)
+    if reason is not None:
+        return [kit.no_verdict(text, reason)]
+    pepsi = value[by["pepsi"]]
+    outcomes = [kit.compare(pepsi, value[n], metric) for n, _ in rivals]
+    outcomes = [
+        1 if o == 0 and label == "FFT" else o
+        for o, (_, label) in zip(outcomes, rivals, strict=True)
+    ]
+    evidence = ", ".join(f"{n} {v:.2f}" for n, v in value.items())
+    return [Claim(text, kit.verdict_of(outcomes), evidence)]
+
+
+def _primary_rate(point: SubnetPoint, set_name: str) -> tuple[str, float]:
+    """The metric of ``set_name`` in the point's decode and its rate."""
+    metric = primary_metric(point.decode_dir, set_name)
+    return metric, load_error_rates(point.decode_dir, set_name, both=False)[metric]
+
+
+def _subnet_claim(own: Mapping, language: str, other: str, set_name: str) -> Claim:
+    """The ticket pruned on ``language`` beats the one pruned on ``other`` at every level."""
+    levels = sorted(pct for on, pct in own if on == other and (language, pct) in own)
+    rates = {
+        (on, pct): _primary_rate(own[(on, pct)], set_name)
+        for pct in levels
+        for on in (language, other)
+    }
+    metric = next(iter(rates.values()))[0].upper()
+    text = f"A ticket pruned on {language} decodes {set_name} better than one pruned on {other}"
+    text += f" (Table 1, {metric})"
+    reason = kit.degenerate_reason(
+        metric, {f"{on} {pct:g} %": r for (on, pct), (_, r) in rates.items()}
+    )
+    if reason is not None:
+        return kit.no_verdict(text, reason)
+    pairs = [(pct, rates[(language, pct)][1], rates[(other, pct)][1]) for pct in levels]
+    outcomes = [kit.compare(a, b, metric) for _, a, b in pairs]
+    evidence = "; ".join(f"alive {100 - pct:.1f} %: {a:.2f} vs {b:.2f}" for pct, a, b in pairs)
+    return Claim(text, kit.verdict_of(outcomes), evidence)
+
+
+def _subnet_claims(points: Sequence[SubnetPoint], sets: Sequence[str]) -> list[Claim]:
+    """Table 1: per evaluated language and other language pruned on, tickets past 0 %."""
+    out = []
+    for language in dict.fromkeys(p.language for p in points):
+        own = {(p.pruned_on, p.pct): p for p in points if p.language == language and p.pct > 0}
+        for other in dict.fromkeys(on for on, _ in own if on != language):
+            if any(on == language and (other, pct) in own for on, pct in own):
+                out += [_subnet_claim(own, language, other, f"{b}_{language}") for b in sets]
+    return out
+
+
+def claims(
+    groups: Sequence[Group],
+    transfer: Group | None = None,
+    subnet: Sequence[SubnetPoint] = (),
+    subnet_sets: Sequence[str] = (),
+) -> list[Claim]:
+    """The ticket's size, PEPSI against FFT, LTH-FT and LoRA per language (and on the transfer
+    corpus), and the language-specific subnetworks."""
+    out = _ticket_claim(groups)
+    for g in groups:
+        for s in g.sets:
+            out += _versus_claim(g, s, g.name if len(g.sets) == 1 else f"{g.name} {s}")
+    out += _subnet_claims(subnet, subnet_sets)
+    for s in transfer.sets if transfer is not None else []:
+        out += _versus_claim(transfer, s, f"{transfer.name} {s}")
+    return out
+
+
 def render_report(
     groups: Sequence[Group],
     title: str = "PEPSI",
@@ -429,7 +332,8 @@ def render_report(
 ) -> str:
     """The Markdown section. ``alive``: (language, imp history, PNG link or None); ``figures``:
     (caption, PNG link, Markdown text of its numbers or None)."""
-    lines = [f"## {title}", "", SPARSITY_NOTE, ""]
+    lines = [f"## {title}", "", *kit.render_claims(claims(groups, transfer, subnet, subnet_sets))]
+    lines += [SPARSITY_NOTE, ""]
     lines += ["### Error rates and parameters (Table 3)", "", *render_main_table(groups)]
     lines += ["### Parameters per language", "", *render_params_table(groups)]
     if transfer is not None:
@@ -449,143 +353,4 @@ def render_report(
         lines += [f"### {caption}", "", f"![{caption}]({link})", ""]
         if table:
             lines += [table.strip("\n"), ""]
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# RESULTS.json
-# ---------------------------------------------------------------------------------------------
-
-# the recipe's labels (and system names) → stable names
-RESULT_NAMES = {
-    "Whisper zero-shot": "zero_shot",
-    "zeroshot": "zero_shot",
-    "Whisper FFT": "fft",
-    "ft": "fft",
-    "Whisper LoRA": "lora",
-    "Whisper LTH": "lth",
-    "Whisper LTH-FT": "lth_ft",
-    "PEPSI": "pepsi",
-}
-
-
-def result_name(label: str) -> str:
-    """The stable name of a system label (``Whisper LTH-FT`` → ``lth_ft``)."""
-    return RESULT_NAMES.get(label, stable_name(label))
-
-
-def _pct_name(pct: float) -> str:
-    return f"{pct:g}".replace(".", "_")
-
-
-def _group_rows(rows: ResultRows, group: Group, language: str, param_set: str) -> None:
-    names = unique_names({s.name: result_name(s.name) for s in group.systems})
-    rates = group.rates()
-    for system in group.systems:
-        name, p = names[system.name], system.params
-        for set_name, per_metric in rates[system.name].items():
-            for metric, value in per_metric.items():
-                rows.add(name, set_name, language, metric, value)
-        rows.add(name, param_set, language, "params", p.total)
-        rows.add(name, param_set, language, "params_trainable", p.trainable)
-        rows.add(name, param_set, language, "params_inference", p.inference)
-        if p.inference is not None and p.total:
-            rows.add(name, param_set, language, "params_alive_pct", 100.0 * p.inference / p.total)
-
-
-def _subnet_rows(rows: ResultRows, points: Sequence[SubnetPoint], sets: Sequence[str]) -> None:
-    for p in points:
-        system = f"ticket_{stable_name(p.pruned_on)}_pruned_{_pct_name(p.pct)}"
-        for set_base in sets:
-            set_name = f"{set_base}_{p.language}"
-            rates = load_error_rates(p.decode_dir, set_name, both=False)
-            for metric, value in rates.items():
-                rows.add(system, set_name, p.language, metric, value)
-
-
-def _alive_rows(rows: ResultRows, language: str, history: Mapping) -> None:
-    from speechkd.eval.pruning_plots import alive_table
-
-    groups, rounds, alive = alive_table(history)
-    by_round = {int(r["round"]): r for r in history["rounds"]}
-    for j, round_index in enumerate(rounds):
-        system = f"imp_round_{round_index}"
-        sparsity = by_round[round_index].get("sparsity")
-        if sparsity is not None:
-            rows.add(system, ALL, language, "pruned_pct", 100.0 * float(sparsity))
-        for i, group in enumerate(groups):
-            rows.add(system, ALL, language, f"alive_pct_{group}", float(alive[i, j]))
-
-
-def _figure_rows(rows: ResultRows, table: str) -> None:
-    """A ``pruning_plots prune-curve --table``: per prune %, ``<set> [<language>] <METRIC>``."""
-    header, body = md_parse_table(table)
-    for cells in body:
-        try:
-            level = float(cells[0])
-        except (ValueError, IndexError):
-            continue
-        for label, cell in zip(header[1:], cells[1:], strict=False):
-            words = label.split()
-            if len(words) not in (2, 3) or cell in ("", DASH):
-                continue
-            try:
-                value = float(cell)
-            except ValueError:
-                continue
-            language = words[1] if len(words) == 3 else ALL
-            system = f"imp_pruned_{_pct_name(level)}"
-            rows.add(system, words[0], language, words[-1].lower(), value)
-
-
-def result_rows(
-    groups: Sequence[Group],
-    transfer: Group | None = None,
-    transfer_language: str | None = None,
-    subnet: Sequence[SubnetPoint] = (),
-    subnet_sets: Sequence[str] = (),
-    alive: Sequence[tuple[str, Mapping, str | None]] = (),
-    figures: Sequence[tuple[str, str, str | None]] = (),
-) -> ResultRows:
-    """The numbers of every table: per language (the group), ``cer``/``wer`` per set and the
-    parameter counts (set ``all``); the transfer systems on their sets (language
-    ``transfer_language``, parameters under the set named by the transfer corpus); Table 1's
-    tickets ``ticket_<pruned on>_pruned_<pct>``; Fig. 3b's ``imp_round_<n>`` (``alive_pct_<layer
-    group>``, ``pruned_pct``; language: the IMP's); Fig. 4's ``imp_pruned_<pct>``."""
-    rows = ResultRows()
-    for group in groups:
-        _group_rows(rows, group, group.name, ALL)
-    if transfer is not None:
-        _group_rows(rows, transfer, transfer_language or ALL, transfer.name)
-    _subnet_rows(rows, subnet, subnet_sets)
-    for language, history, _ in alive:
-        _alive_rows(rows, language, history)
-    for _, _, table in figures:
-        if table:
-            _figure_rows(rows, table)
-    return rows
-
-
-def write_report(out: str | os.PathLike, text: str, rows: ResultRows) -> Path:
-    """Write the Markdown section ``text`` to ``out`` and ``rows`` to RESULTS.json beside it,
-    atomically (nothing when a row is bad)."""
-    out = Path(out)
-    write_results_json(rows, results_json_path(out))
-    atomic_write_text(out, text)
-    return out
-
-
-__all__ = [
-    "Group",
-    "Params",
-    "SubnetPoint",
-    "System",
-    "build_group",
-    "fill_params",
-    "format_count",
-    "load_error_rates",
-    "load_params",
-    "render_report",
-    "result_rows",
-    "write_report",
-]
+    return kit.join_section(lines)
