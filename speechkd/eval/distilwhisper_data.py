@@ -3,7 +3,8 @@ language (``scores-<set>.json``; "avg" is the mean over languages, as in the pap
 averages, the gap closed, the CLSR gate usage (Fig. 2: the share of tokens routed to the language
 expert, from the ``gate-usage-<set>.json`` files of ``speechkd.bin.whisper_decode``, drawn as
 grouped bars) and the cost of KD with the teacher run online versus read from its top-k cache
-(``train-summary.json`` epoch times, the cache's ``index.json``).
+(``train-summary.json`` epoch times, the cache's ``index.json``); and the numbers of every table
+of the report for RESULTS.json (:func:`result_rows`).
 
 The gap closed by system ``x`` is ``(E_small − E_x) / (E_small − E_large)`` in percent, per
 language and on the domain average (over the (set, language) cells that ``x`` and both
@@ -29,6 +30,7 @@ from speechkd.eval.report_kit import (
     pyplot,
     save_png,
 )
+from speechkd.eval.results_json import ALL, ResultRows, stable_name, unique_names
 
 GATE_PARTS = ("all", "encoder", "decoder")
 Usage = Mapping[str, Mapping[str, Mapping[str, float]]]  # {label: {set: {language: share}}}
@@ -298,3 +300,71 @@ def load_kd_cost(
             else None
         )
     return KDCost(mean(online), mean(cached), build, len(cached))
+
+
+# ---------------------------------------------------------------------------------------------
+# RESULTS.json
+# ---------------------------------------------------------------------------------------------
+
+PARAM_METRICS = {
+    "total": "params",
+    "trainable": "params_trainable",
+    "inference": "params_inference",
+}
+
+
+def result_rows(
+    scores: Mapping[str, Mapping[str, SetScores]],
+    small: str,
+    large: str,
+    domains: Sequence[Domain],
+    params: Mapping[str, Mapping[str, int]] | None = None,
+    gate_usage: Usage | None = None,
+    kd_cost: KDCost | None = None,
+) -> ResultRows:
+    """The numbers of every table under stable names (``teacher``: ``large``; ``zero_shot``:
+    ``small``): error rates per language and ``all`` (a set's average; a domain of several sets
+    as set), ``gap_closed`` (%), parameter counts, ``gate_share`` (%) and the cache timings."""
+    proposed = {
+        n: "teacher" if n == large else "zero_shot" if n == small else stable_name(n)
+        for n in scores
+    }
+    names, rows = unique_names(proposed), ResultRows()
+    for name, own in scores.items():
+        for set_name, s in own.items():
+            for lang, rate in s.per_language.items():
+                rows.add(names[name], set_name, lang, s.metric, rate)
+            rows.add(names[name], set_name, ALL, s.metric, s.average)
+        for d in (d for d in domains if len(d.sets) > 1):
+            metrics = {own[s].metric for s in d.sets}
+            metric = metrics.pop() if len(metrics) == 1 else "error_rate"
+            rows.add(names[name], d.name, ALL, metric, domain_average(own, d))
+    for name, cells in compute_gap_table(scores, small, large, domains).cells.items():
+        for (group, lang), cell in cells.items():
+            rows.add(names[name], group, ALL if lang == "avg" else lang, "gap_closed", cell.value)
+    base = (params or {}).get(small)
+    for name, p in (params or {}).items():
+        for key, metric in PARAM_METRICS.items():
+            rows.add(names[name], ALL, ALL, metric, p[key])
+        if base is not None:
+            rows.add(
+                names[name], ALL, ALL, "params_inference_extra", p["inference"] - base["inference"]
+            )
+    if gate_usage:
+        gate_names = unique_names({g: names.get(g, stable_name(g)) for g in gate_usage})
+        languages, series = gate_bars(gate_usage, [(d.name, d.sets) for d in domains])
+        for label, set_name, _, values in series:
+            for lang, value in zip(languages, values, strict=True):
+                rows.add(gate_names[label], set_name, lang, "gate_share", value)
+            present = [v for v in values if not math.isnan(v)]
+            rows.add(gate_names[label], set_name, ALL, "gate_share", mean(present))
+    if kd_cost is not None:
+        rows.add("kd_teacher_online", "train", ALL, "seconds_per_epoch", kd_cost.online_epoch_s)
+        for metric, value in (
+            ("seconds_per_epoch", kd_cost.cached_epoch_s),
+            ("cache_build_seconds", kd_cost.cache_build_s),
+            ("speedup_per_epoch", kd_cost.speedup_per_epoch),
+            ("speedup_total", kd_cost.speedup_total),
+        ):
+            rows.add("kd_teacher_cache", "train", ALL, metric, value)
+    return rows

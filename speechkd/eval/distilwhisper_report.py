@@ -24,6 +24,7 @@ from speechkd.eval.distilwhisper_data import (
     GapCell,
     GapTable,
     KDCost,
+    Usage,
     compute_gap_table,
     domain_average,
     domain_cells,
@@ -33,6 +34,7 @@ from speechkd.eval.distilwhisper_data import (
     load_system_scores,
     metric_label,
     plot_gate_usage,
+    result_rows,
 )
 from speechkd.eval.report_inputs import PARAM_KEYS
 from speechkd.eval.report_kit import (
@@ -47,7 +49,7 @@ from speechkd.eval.report_kit import (
     make_domains,
     mean,
 )
-from speechkd.eval.results_json import ALL, ResultRows, stable_name, unique_names
+from speechkd.eval.results_json import stable_name
 
 Scores = Mapping[str, Mapping[str, SetScores]]  # {system: {set: SetScores}}
 PAPER_GAP_OOD = 35.2  # % of the out-of-domain gap DistilWhisper closed (10k utterances)
@@ -170,7 +172,7 @@ def render_params_table(
     return kit.table_block(caption, header, rows)
 
 
-def render_gate_table(usage, domains: Sequence[Domain], part: str = "all") -> list[str]:
+def render_gate_table(usage: Usage, domains: Sequence[Domain], part: str = "all") -> list[str]:
     """The numbers of the gate plot: share (%) of tokens routed to the language expert."""
     languages, series = gate_bars(usage, [(d.name, d.sets) for d in domains])
     rows = []
@@ -261,7 +263,7 @@ def render_report(
     large: str,
     domains: Sequence[Domain],
     params: Mapping[str, Mapping[str, int]] | None = None,
-    gate_usage=None,
+    gate_usage: Usage | None = None,
     plot_link: str | None = None,
     title: str = "DistilWhisper",
     gate_part: str = "all",
@@ -286,70 +288,6 @@ def render_report(
     if kd_cost is not None:
         lines += ["### Cost of the teacher: online versus cached", "", *render_kd_cost(kd_cost)]
     return kit.join_section(lines)
-
-
-PARAM_METRICS = {
-    "total": "params",
-    "trainable": "params_trainable",
-    "inference": "params_inference",
-}
-
-
-def result_rows(
-    scores,
-    small: str,
-    large: str,
-    domains: Sequence[Domain],
-    params=None,
-    gate_usage=None,
-    kd_cost: KDCost | None = None,
-) -> ResultRows:
-    """The numbers of every table under stable names (``teacher``: ``large``; ``zero_shot``:
-    ``small``): error rates per language and ``all`` (a set's average; a domain of several sets
-    as set), ``gap_closed`` (%), parameter counts, ``gate_share`` (%) and the cache timings."""
-    proposed = {
-        n: "teacher" if n == large else "zero_shot" if n == small else stable_name(n)
-        for n in scores
-    }
-    names, rows = unique_names(proposed), ResultRows()
-    for name, own in scores.items():
-        for set_name, s in own.items():
-            for lang, rate in s.per_language.items():
-                rows.add(names[name], set_name, lang, s.metric, rate)
-            rows.add(names[name], set_name, ALL, s.metric, s.average)
-        for d in (d for d in domains if len(d.sets) > 1):
-            metrics = {own[s].metric for s in d.sets}
-            metric = metrics.pop() if len(metrics) == 1 else "error_rate"
-            rows.add(names[name], d.name, ALL, metric, domain_average(own, d))
-    for name, cells in compute_gap_table(scores, small, large, domains).cells.items():
-        for (group, lang), cell in cells.items():
-            rows.add(names[name], group, ALL if lang == "avg" else lang, "gap_closed", cell.value)
-    base = (params or {}).get(small)
-    for name, p in (params or {}).items():
-        for key, metric in PARAM_METRICS.items():
-            rows.add(names[name], ALL, ALL, metric, p[key])
-        if base is not None:
-            rows.add(
-                names[name], ALL, ALL, "params_inference_extra", p["inference"] - base["inference"]
-            )
-    if gate_usage:
-        gate_names = unique_names({g: names.get(g, stable_name(g)) for g in gate_usage})
-        languages, series = gate_bars(gate_usage, [(d.name, d.sets) for d in domains])
-        for label, set_name, _, values in series:
-            for lang, value in zip(languages, values, strict=True):
-                rows.add(gate_names[label], set_name, lang, "gate_share", value)
-            present = [v for v in values if not math.isnan(v)]
-            rows.add(gate_names[label], set_name, ALL, "gate_share", mean(present))
-    if kd_cost is not None:
-        rows.add("kd_teacher_online", "train", ALL, "seconds_per_epoch", kd_cost.online_epoch_s)
-        for metric, value in (
-            ("seconds_per_epoch", kd_cost.cached_epoch_s),
-            ("cache_build_seconds", kd_cost.cache_build_s),
-            ("speedup_per_epoch", kd_cost.speedup_per_epoch),
-            ("speedup_total", kd_cost.speedup_total),
-        ):
-            rows.add("kd_teacher_cache", "train", ALL, metric, value)
-    return rows
 
 
 def write_report(
