@@ -343,11 +343,11 @@ def test_claims(exp: Path) -> None:
         "- S2-LoRA beats LoRA on en (WER): **tie** (S2-LoRA 5.00 vs LoRA 5.00 WER; "
         "trainable 0.02% vs 0.20%).",
         "- S2-LoRA beats AdaLoRA on zh_c1 (CER): **no** (S2-LoRA 8.00 vs AdaLoRA 7.00 CER; "
-        "trainable 0.02% vs 0.46%).",
+        "trainable 0.02% vs 0.46% (paper: 0.02% vs 0.46%)).",
         "- S2-LoRA beats AdaLoRA on zh_c2 (CER): **yes** (S2-LoRA 15.00 vs AdaLoRA 25.00 CER; "
-        "trainable 0.02% vs 0.46%).",
+        "trainable 0.02% vs 0.46% (paper: 0.02% vs 0.46%)).",
         "- S2-LoRA beats AdaLoRA on en (WER): **tie** (S2-LoRA 5.00 vs AdaLoRA 5.00 WER; "
-        "trainable 0.02% vs 0.46%).",
+        "trainable 0.02% vs 0.46% (paper: 0.02% vs 0.46%)).",
         "- No method forgets zh_c2 (CER not above Zero-shot): **no** (worse: Full-FT +5.00, "
         "LoRA +2.00, AdaLoRA +5.00).",
         "- No method forgets en (WER not above Zero-shot): **yes** (4 methods).",
