@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -87,3 +88,15 @@ def run_method_recipe(
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc
+
+
+def assert_training_lowered_loss(run_dir: Path) -> None:
+    """The Whisper trainer's logged training loss fell from the first logged step to the last
+    (``train_curve`` of ``train-summary.json``; recipes in tests log every step): a collapsed or
+    diverged run fails."""
+    summary = json.loads((run_dir / "train-summary.json").read_text())
+    curve = summary["train_curve"]
+    assert len(curve) >= 2, f"{run_dir}: fewer than two logged steps ({curve})"
+    (first_step, first), (last_step, last) = curve[0], curve[-1]
+    change = f"{first:.3f} at step {first_step} -> {last:.3f} at step {last_step}"
+    assert last < first, f"{run_dir}: training loss did not fall: {change}"

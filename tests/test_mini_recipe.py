@@ -7,7 +7,7 @@ import json
 import yaml
 from lhotse import load_manifest
 
-from tests.mini_recipe import run_method_recipe, run_mini
+from tests.mini_recipe import assert_training_lowered_loss, run_method_recipe, run_mini
 
 
 def test_data_stages_make_manifests_features_units(mini_run) -> None:
@@ -88,7 +88,8 @@ def test_distilwhisper_mini_recipe(mini_run) -> None:
         "--top-k",
         "8",
         "--train-opts",
-        "--epochs 1 --lr 1e-3 --max-cuts 4 --select-max-cuts 1 --select-tokens-per-second 1",
+        "--epochs 1 --lr 1e-3 --max-cuts 4 --select-max-cuts 1 --select-tokens-per-second 1 "
+        "--log-interval 1",
         "--decode-opts",
         "--max-new-tokens 4",
         # the KL variant is the same stages with another config (tests/test_distil.py)
@@ -113,6 +114,8 @@ def test_distilwhisper_mini_recipe(mini_run) -> None:
         assert record["language_models"] == {
             lang: str(exp / system / lang / "model") for lang in ("ca", "th")
         }
+    for run in [exp / "ft" / "ca", exp / "lora_ft" / "ca", exp / "clsr_ft", exp / "distilwhisper"]:
+        assert_training_lowered_loss(run)
     # every system keeps the epoch with the lowest dev WER
     for run in [exp / s / lang for s in ("ft", "lora_ft") for lang in ("ca", "th")] + [
         exp / "clsr_ft",

@@ -16,7 +16,7 @@ from fake_corpora import csrc as fake_csrc
 from fake_corpora.tone import write_tone
 from lhotse import load_manifest
 
-from tests.mini_recipe import run_method_recipe
+from tests.mini_recipe import assert_training_lowered_loss, run_method_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC_RUN = ROOT / "egs" / "csrc" / "s2lora" / "run.sh"
@@ -32,7 +32,7 @@ def test_s2lora_mini_recipe(mini_run) -> None:
     # tiny options; the cross-lingual test set (cross_zh, CER) is left out for time
     # (4 updates at LR 5e-3: one update of AdaLoRA, whose singular values start at zero, changes
     # the tiny model by 5e-7 of its weights, which the report rightly calls a collapse)
-    train = "--epochs 2 --max-cuts 2 --accum-grad 1 --lr 5e-3"
+    train = "--epochs 2 --max-cuts 2 --accum-grad 1 --lr 5e-3 --log-interval 1"
     options = ["--train-opts", train, "--cross-languages", ""]
     options += ["--decode-opts", "--max-new-tokens 4", "--systems", " ".join(SYSTEMS)]
     proc = run_method_recipe("s2lora", tmp, out, *options)
@@ -50,6 +50,7 @@ def test_s2lora_mini_recipe(mini_run) -> None:
         params = json.loads((exp / system / "params.json").read_text())
         assert 0 < params["trainable"] <= params["total"] == params["inference"], system
         assert (exp / system / "model" / "model.safetensors").is_file()  # adapters merged
+        assert_training_lowered_loss(exp / system)
     counts = {s: json.loads((exp / s / "params.json").read_text())["trainable"] for s in SYSTEMS}
     assert counts["full"] > 50 * max(n for s, n in counts.items() if s != "full")
     ranks = json.loads((exp / "ranks.json").read_text())

@@ -883,6 +883,7 @@ class WhisperTrainer:
             "best_score": self.best_score,
             "best_valid_loss": best.get("valid_loss"),
             "history": self.history,
+            "train_curve": [list(point) for point in self.train_curve],  # [step, loss] logged
         }
 
     def score_dev(self) -> dict[str, Any]:
