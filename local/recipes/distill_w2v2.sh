@@ -6,23 +6,30 @@
 #   train_cuts dev_cuts   labelled CutSets (teacher fine-tuning; dev also validates distillation)
 #   test_sets       "name=cuts.jsonl.gz ..." the sets every system is scored on
 #   lexicon         lexicon.txt (word -> phones) with phones.txt beside it: the phone units;
-#                   built in stage 10 (G2P: $lexicon_spec) over the words of every set when missing
+#                   built in stage 10 (G2P: $lexicon_spec) over the words of every set and of
+#                   the den text sample when missing
+#   den_text        raw text of the denominator's phone LM: text files (space separated, plain or
+#                   .gz, one sentence per line), or "transcripts" (the labelled training text)
 #   den_graph       denominator graph (speechkd.mmi text FSA over phones.txt); built in stage 11
-#                   with "make_den_graph $den_graph_opts" when it does not exist (default: a
-#                   4-gram phone LM of the training transcripts, G2P $lexicon_spec)
+#                   with "make_den_graph $den_graph_opts" (default: a $den_order-gram phone LM of
+#                   a seeded sample of $den_max_sentences lines of $den_text, pronounced with
+#                   $lexicon, random silence); a den graph there that this recipe did not build
+#                   (no stamp) is used as given
 #   method_exp      experiment directory of this run, e.g. exp/distill_w2v2
 # Optional (defaults below): lm_text (raw text of the word n-gram LM; default: the training
 # transcripts), conf_dir, pretrain_config, finetune_config, distill_config, student_arch, settings,
 # main_setting, history, chunk, teacher_pretrained, teacher_finetuned, trust_fairseq_checkpoint,
 # lexicon_spec, lexicon_text, pretrain_opts, finetune_opts, distill_opts, step2_opts, ngpu,
+# den_silence, den_sil_prob, den_sil_prob_boundary, den_max_sentences, den_order, den_seed, den_oov,
 # den_graph_opts, lm_order, decoders, den_decode, decode_opts, lm_decode_opts, path_prefix, rtf_models,
 # rtf_opts.
 #
 # Stages:
 #   10  transcripts ($method_exp/text/train.txt: the raw text of the labelled train set), the
-#       phone lexicon if missing, fairseq manifests: the unlabelled pool, labelled train/dev
+#       phone lexicon if missing (the words of every set and of the den text sample; its phone
+#       table has the silence phone), fairseq manifests: the unlabelled pool, labelled train/dev
 #       (phones, words), test sets
-#   11  denominator graph from raw text (if missing) and the word n-gram LM
+#   11  denominator graph from raw text with random silence (fingerprinted) and the word n-gram LM
 #   12  teacher T, wav2vec 2.0 pre-training (skipped with --teacher-pretrained/--teacher-finetuned)
 #   13  teacher T, LF-MMI fine-tuning (skipped with --teacher-finetuned)
 #   14  step 1, T -> SN (non-streaming student), for each ablation setting in $settings (M1-M4)
@@ -60,7 +67,21 @@
 : "${rtf_models:=table}"
 : "${rtf_opts:=--streaming}"
 
-for _var in language pool_cuts train_cuts dev_cuts test_sets lexicon den_graph method_exp; do
+# The denominator (stage 11), as the paper's LF-MMI distillation objective (sec. 4.2) makes it:
+# a phone LM of a large raw text corpus, one random pronunciation per word, silence inserted at
+# random between words and at sentence edges "similar to [10]" (Hadian et al., end-to-end
+# LF-MMI). The paper gives no probabilities; these are [10]'s, the defaults of Kaldi's
+# steps/nnet3/chain/e2e/text_to_phones.py (--edge-silprob 0.8, --between-silprob 0.2).
+: "${den_silence:=SIL}"                    # optional-silence phone (none: no silence)
+: "${den_sil_prob:=0.2}"                   # between words
+: "${den_sil_prob_boundary:=0.8}"          # at the start and at the end of a sentence
+: "${den_max_sentences:=1000000}"          # a seeded sample of a huge corpus (0: every line)
+: "${den_order:=4}"
+: "${den_seed:=0}"                         # the sample, the pronunciations and the silences
+: "${den_oov:=skip}"  # a sentence with a word outside $lexicon is left out (counted in stats.json)
+
+for _var in language pool_cuts train_cuts dev_cuts test_sets lexicon den_text den_graph \
+    method_exp; do
   if [ -z "${!_var:-}" ]; then
     log "local/recipes/distill_w2v2.sh: variable $_var is not set by the recipe"; exit 1
   fi
@@ -136,8 +157,25 @@ num_pdfs() { grep -c . "$phones"; }
 
 dw2_text=$method_exp/text
 : "${lm_text:=$dw2_text/train.txt}"
-: "${den_graph_opts:=--text $dw2_text/train.txt --lexicon $lexicon_spec --unit phone --silence none
-  --order 4 --topology ctc}"
+den_text_files=$den_text
+if [ "$den_text" = transcripts ]; then den_text_files=$dw2_text/train.txt; fi
+den_text_args=""
+for _text in $den_text_files; do den_text_args+="--text $_text "; done
+unset _text
+den_text_args+="--max-sentences $den_max_sentences --seed $den_seed"
+den_silence_args="--silence $den_silence --sil-prob $den_sil_prob"
+den_silence_args+=" --sil-prob-boundary $den_sil_prob_boundary"
+: "${den_graph_opts:=$den_text_args --lexicon $lexicon --oov $den_oov --unit phone
+  $den_silence_args --order $den_order --topology ctc}"
+
+dw2_check_den_text() {  # every den text file exists
+  local text
+  for text in $den_text_files; do
+    [ -f "$text" ] && continue
+    log "den text $text not found (--den-text: raw text files, or transcripts)"
+    exit 1
+  done
+}
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   log "Stage 10: transcripts, lexicon and fairseq manifests ($language)"
   mkdir -p "$method_exp/log"
@@ -154,16 +192,17 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
     stage_done dw2_text "$train_cuts $dev_cuts $test_cuts" "$dw2_text" "language=$language"
   fi
   if [ ! -f "$lexicon" ]; then
-    # pronunciations (G2P) of every word of every set; the phone LM of this call is not used (it
-    # saw the test transcripts): the denominator comes from the training text only (stage 11)
-    log "no $lexicon: a $lexicon_spec lexicon of the words of every set"
-    extra_text=()
-    for text in $lexicon_text; do extra_text+=(--text "$text"); done
-    python -m speechkd.bin.make_den_graph --text "$dw2_text/all_sets.txt" "${extra_text[@]}" \
-      --lexicon "$lexicon_spec" --unit phone --silence none --order 2 --topology none \
-      --heldout-every 0 \
+    # pronunciations (G2P) of every word of every set and of the den text sample of stage 11
+    # (same files, cap and seed), and the phone table of the denominator (its silence phone
+    # first); no phone LM here
+    dw2_check_den_text
+    log "no $lexicon: a $lexicon_spec lexicon of the words of every set and of the den text"
+    extra_text=(--lexicon-text "$dw2_text/all_sets.txt")
+    for text in $lexicon_text; do extra_text+=(--lexicon-text "$text"); done
+    # shellcheck disable=SC2086
+    python -m speechkd.bin.make_den_graph --lexicon-only $den_text_args "${extra_text[@]}" \
+      --lexicon "$lexicon_spec" --unit phone $den_silence_args \
       --out-dir "$(dirname "$lexicon")" --log-file "$method_exp/log/make_lexicon.log"
-    rm -f "$(dirname "$lexicon")"/den.fst.txt "$(dirname "$lexicon")"/phone_lm.fst.txt
   fi
   # shellcheck disable=SC2086
   if stage_needed dw2_export "$pool_cuts $train_cuts $dev_cuts $lexicon $phones" "$dw2_data" \
@@ -183,11 +222,24 @@ if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
 fi
 
 if [ $stage -le 11 ] && [ $stop_stage -ge 11 ]; then
-  log "Stage 11: denominator graph ($den_graph) and the word $lm_order-gram LM"
-  if [ ! -f "$den_graph" ]; then
-    # shellcheck disable=SC2086
-    python -m speechkd.bin.make_den_graph $den_graph_opts --phones "$phones" \
-      --out-dir "$(dirname "$den_graph")" --log-file "$method_exp/log/make_den_graph.log"
+  log "Stage 11: denominator graph ($den_graph) from $den_text and the word $lm_order-gram LM"
+  den_dir=$(dirname "$den_graph")
+  if [ -f "$den_graph" ] && [ ! -f "${stamp_dir:-exp/.stages}/dw2_den_graph.json" ]; then
+    log "using the given $den_graph (not built by this recipe)"
+  else
+    dw2_check_den_text
+    if [ "$den_silence" != none ] && ! grep -q "^$den_silence " "$phones"; then
+      log "$phones has no silence phone $den_silence: remove $(dirname "$lexicon") to rebuild" \
+        "the lexicon with it, or pass --den-silence none"
+      exit 1
+    fi
+    den_inputs="$den_text_files $lexicon $phones"
+    if stage_needed dw2_den_graph "$den_inputs" "$den_dir" "$den_graph_opts"; then
+      # shellcheck disable=SC2086
+      python -m speechkd.bin.make_den_graph $den_graph_opts --phones "$phones" \
+        --out-dir "$den_dir" --log-file "$method_exp/log/make_den_graph.log"
+      stage_done dw2_den_graph "$den_inputs" "$den_dir" "$den_graph_opts"
+    fi
   fi
   # shellcheck disable=SC2086
   if stage_needed dw2_word_lm "$lm_text $lexicon" "$dw2_lm" "order=$lm_order"; then
@@ -325,6 +377,10 @@ dw2_decode() {  # dw2_decode <system> <set> <out suffix> [extra flags]
   local out=$dir/decode_${set}$suffix den_args=()
   # LF-MMI outputs are pseudo log-likelihoods: read them through the den-graph posteriors
   [ "$den_decode" = true ] && den_args=(--den-graph "$den_graph")
+  # the optional-silence phone: no phone of the references, the word boundary of the lexicon search
+  if [ "$den_silence" != none ] && grep -q "^$den_silence " "$phones"; then
+    den_args+=(--sil-token "$den_silence")
+  fi
   if stage_needed "dw2_decode_${sys}_$set$suffix" "$checkpoint $dw2_asr/$set.tsv $dw2_lm" \
       "$out" "$decode_opts ${den_args[*]} $*"; then
     # shellcheck disable=SC2086

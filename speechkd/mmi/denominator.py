@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,11 +250,11 @@ def read_words(
     options: TextToPhonesOptions | None = None,
     more_text: Sequence[TextSources] = (),
 ) -> list[str]:
-    """The distinct words of ``text`` and ``more_text``, most frequent first (ties in first-seen
-    order)."""
-    counts = text_vocabulary(text, options)
-    for extra in more_text:
-        counts.update(text_vocabulary(extra, options))
+    """The distinct words of ``more_text`` and ``text``, most frequent first (ties in first-seen
+    order, ``more_text`` first)."""
+    counts: Counter = Counter()
+    for source in (*more_text, text):
+        counts.update(text_vocabulary(source, options))
     if not counts:
         raise DataError("the text sources hold no words")
     return [w for w, _ in counts.most_common()]

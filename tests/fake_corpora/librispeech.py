@@ -13,6 +13,25 @@ UTTERANCES = {
 }
 
 
+# librispeech-lm-norm.txt (OpenSLR 11): normalised book text, one upper-case sentence a line
+LM_SENTENCES = [
+    "CHAPTER ONE THE HOUSE ON THE HILL",
+    "SHE HAD NEVER SEEN SO MANY STARS IN THE SKY",
+    "THE OLD MAN SAT BY THE FIRE AND TOLD US A STORY",
+    "WE DIDN'T KNOW WHERE THE ROAD WOULD TAKE US",
+    "IT WAS LATE IN THE EVENING WHEN THEY CAME HOME",
+    "HE OPENED THE DOOR AND LOOKED OUT INTO THE GARDEN",
+]
+
+
+def write_lm_corpus(corpus: Path) -> Path:
+    """Write ``corpus/librispeech-lm-norm.txt`` (the LM corpus where the recipe looks first)."""
+    path = corpus / "librispeech-lm-norm.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in LM_SENTENCES), encoding="utf-8")
+    return path
+
+
 def utt_id(speaker: str, chapter: str, number: int) -> str:
     return f"{speaker}-{chapter}-{number:04d}"
 

@@ -2,12 +2,13 @@
 # DistillW2V2 (two-step wav2vec 2.0 distillation, T1 -> S5 SN -> S5 SS) on GigaSpeech, as in the
 # paper's Tables 2-4: the unlabelled pool is the XL subset without its transcripts, the labelled
 # set S, the test sets DEV and TEST; GigaSpeech's punctuation and garbage tags are removed from
-# the transcripts (cuts left without words are counted and left out); phones from a G2P lexicon.
+# the transcripts (cuts left without words are counted and left out); phones from a G2P lexicon;
+# a 4-gram phone LM denominator from GigaSpeech's text with random silence.
 #   ./run.sh --corpus-dir /data/GigaSpeech --teacher-pretrained /models/wav2vec_vox_new.pt \
 #     --trust-fairseq-checkpoint true --ngpu 8
 #   ./run.sh --corpus-dir /data/GigaSpeech --stage 0 --stop-stage 10   # data stages
 # Data (stages 0-1): 0 GigaSpeech manifests (local/prepare_gigaspeech.sh), 1 transcripts without
-# tags. Method stages 10-18: local/recipes/distill_w2v2.sh.
+# tags, and the raw text of the denominator. Method stages 10-18: local/recipes/distill_w2v2.sh.
 set -euo pipefail
 RECIPE_DIR=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 RUN_COMMAND=$(. "$RECIPE_DIR/local/stage_lib.sh" && record_command ./run.sh "$@")  # commands.log
@@ -42,6 +43,20 @@ distill_opts=
 step2_opts="optimization.lr=[0.0001] optimization.max_epoch=15"
 ngpu=8
 lm_text=              # default: the S transcripts
+# The denominator's phone LM comes from a large raw text corpus, as in the paper (sec. 4.2).
+# GigaSpeech ships no text corpus besides its transcripts, so its raw text is the transcripts of
+# its largest training subset, XL (10,000 h, S's superset; tags removed, stage 1), of which a
+# seeded sample of --den-max-sentences lines is used. Silence is inserted at random with
+# --den-sil-prob 0.2 between words and --den-sil-prob-boundary 0.8 at sentence edges (the paper's
+# ref. [10], Kaldi's e2e text_to_phones.py; the paper gives no values). --den-text transcripts
+# uses the labelled S transcripts instead; --den-text FILE any raw text.
+den_text=             # default: $data/text/gigaspeech_text_$den_subset.txt (stage 1)
+den_subset=XL
+den_max_sentences=1000000
+den_silence=SIL       # none: no silence
+den_sil_prob=0.2
+den_sil_prob_boundary=0.8
+den_seed=0
 lm_order=4
 decoders="best_path lm streaming"
 decode_opts=
@@ -61,8 +76,12 @@ mkdir -p "$expdir/log"
 echo "$RUN_COMMAND" >> "$expdir/commands.log"
 
 manifests=$data/manifests
+den_raw=$data/text/gigaspeech_text_$den_subset.txt
+[ -n "$den_text" ] || den_text=$den_raw
+den_subsets=""  # the subset whose transcripts are the den text (when it is)
+if [ "$den_text" = "$den_raw" ]; then den_subsets=$den_subset; fi
 read -ra all_subsets <<< "$(echo "$pool_subset $train_subset $dev_subset $test_subsets" \
-  | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')"
+  "$den_subsets" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')"
 cuts() { echo "$manifests/gigaspeech_cuts_$1.jsonl.gz"; }
 clean() { echo "$data/notags/gigaspeech_cuts_$1.jsonl.gz"; }
 
@@ -87,6 +106,13 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
       stage_done "notags_$subset" "$(cuts "$subset")" "$(clean "$subset")" ""
     fi
   done
+  if [ -n "$den_subsets" ] \
+      && stage_needed den_text "$(cuts "$den_subset")" "$den_raw" "drop-tags"; then
+    log "Stage 1: the raw text of the denominator: $den_subset transcripts without tags"
+    python -m speechkd.bin.cuts_to_text --cuts "$(cuts "$den_subset")" --drop-tags \
+      --out "$den_raw" --log-file "$expdir/log/den_text.log"
+    stage_done den_text "$(cuts "$den_subset")" "$den_raw" "drop-tags"
+  fi
 fi
 
 # the variables of the shared method stages

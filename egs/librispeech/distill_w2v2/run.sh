@@ -3,7 +3,8 @@
 # unlabelled pool is LibriSpeech audio without its transcripts (--pool-parts; the paper used
 # Libri-Light LV-60k: give its prepared cut manifests with --pool-cuts), the labelled set
 # train-clean-100, the test sets {dev,test}-{clean,other}; phones from a G2P lexicon, a 4-gram
-# phone LM denominator from the training text, word 4-gram LM decoding (paper Table 5).
+# phone LM denominator from LibriSpeech's LM corpus (librispeech-lm-norm.txt, OpenSLR 11) with
+# random silence, word 4-gram LM decoding (paper Table 5).
 #   ./run.sh --corpus-dir /data/LibriSpeech --teacher-pretrained /models/wav2vec_vox_new.pt \
 #     --trust-fairseq-checkpoint true --ngpu 8                   # teacher = wav2vec2-large LV-60k
 #   ./run.sh --corpus-dir /data/LibriSpeech --stage 0 --stop-stage 10   # data stages
@@ -43,6 +44,18 @@ distill_opts=
 step2_opts="optimization.lr=[0.0001] optimization.max_epoch=15"
 ngpu=8
 lm_text=              # default: the train-clean-100 transcripts (e.g. librispeech-lm-norm.txt)
+# The denominator's phone LM comes from a large raw text corpus, as in the paper (sec. 4.2):
+# LibriSpeech's LM corpus (OpenSLR 11: librispeech-lm-norm.txt, or the .txt.gz as downloaded;
+# about 40M sentences of which a seeded sample of --den-max-sentences is used). Silence is
+# inserted at random with --den-sil-prob 0.2 between words and --den-sil-prob-boundary 0.8 at
+# sentence edges (the paper's ref. [10], Kaldi's e2e text_to_phones.py; the paper gives no
+# values). --den-text transcripts uses the train-clean-100 transcripts instead.
+den_text=             # default: $corpus_dir/librispeech-lm-norm.txt
+den_max_sentences=1000000
+den_silence=SIL       # none: no silence
+den_sil_prob=0.2
+den_sil_prob_boundary=0.8
+den_seed=0
 lm_order=4
 decoders="best_path lm streaming"
 decode_opts=
@@ -86,6 +99,7 @@ test_sets=""
 for part in $test_parts; do test_sets="$test_sets $part=$(cuts "$part")"; done
 lexicon=$data/lang_phone/lexicon.txt
 den_graph=$data/lang_den/den.fst.txt
+[ -n "$den_text" ] || den_text=$corpus_dir/librispeech-lm-norm.txt
 method_exp=$expdir/distill_w2v2
 [ -n "$lm_text" ] || unset lm_text
 
