@@ -8,7 +8,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 from fake_corpora import covost2 as fake_covost
 from fake_corpora import europarl_st as fake_ep
@@ -109,7 +108,7 @@ def test_st_kd_mini_recipe(mini_run) -> None:
         "Table 4",
         "Table 5",
         "Table 1",
-        "What helped",
+        "What this run shows",
         "| B | 4-4-4 |",
         "C: 2-2-2 (fine-tuned)",
         "M: L_kd_res",
@@ -230,146 +229,3 @@ def test_st_kd_recipes_initialise_students_from_the_pretrained_models() -> None:
         assert "--student-init pretrained " in options, recipe
         c_systems = next(x for x in options.splitlines() if "--c-systems" in x).split()
         assert {f"{arch}:teacher", f"{arch}:pretrained"} <= set(c_systems), recipe
-
-
-def _system(exp: Path, name: str, bleu: tuple[float, float], params: int, **fields: str) -> str:
-    """A system dir as the recipe leaves it: system.json, model.json, the two scores files."""
-    d = exp / name
-    info = {"name": name, "arch": "tiny_student", "depths": "2-2-2", "init": "teacher"}
-    info.update(fields, checkpoint=str(d / "checkpoint_best.pt"))
-    d.mkdir(parents=True)
-    (d / "system.json").write_text(json.dumps(info))
-    (d / "model.json").write_text(json.dumps({"params": params, "depths": info["depths"]}))
-    for modality, score in zip(("sph", "txt"), bleu, strict=True):
-        out = d / f"decode_test_{modality}"
-        out.mkdir()
-        payload = {"set": "test", "metric": "bleu", "score": score, "input": modality,
-                   "signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
-                   "snt": 10}  # fmt: skip
-        (out / "scores-test.json").write_text(json.dumps(payload))
-    return f"{name}={d}"
-
-
-def _teacher(exp: Path, bleu: tuple[float, float]) -> str:
-    """The teacher B (4-4-4 from wav2vec 2.0 + mBART, 1000 parameters) as the recipe leaves it."""
-    return _system(exp, "teacher", bleu, 1000, role="teacher", arch="tiny_teacher",
-                   depths="4-4-4", init="pretrained", scheme="teacher")  # fmt: skip
-
-
-def test_st_kd_report_tables_and_statements(tmp_path: Path) -> None:
-    """Labels, degradation, the best of a block and the computed statements of the report."""
-    from speechkd.eval.st_kd_report import parse_system_specs, write_report
-
-    exp = tmp_path / "exp"
-    specs = [
-        _teacher(exp, (20.0, 30.0)),
-        _system(exp, "c_ft", (10.0, 24.0), 600, role="c", scheme="teacher"),
-        _system(exp, "c_pt", (12.0, 27.0), 600, role="c", init="pretrained", scheme="teacher"),
-        _system(exp, "kd_res_enc", (13.0, 27.0), 600, role="kd", scheme="kd_res_enc"),
-        _system(exp, "kd_feat", (13.0, 26.5), 600, role="kd", scheme="kd_feat"),
-        _system(exp, "kd_rel", (11.0, 26.0), 600, role="kd", scheme="kd_rel"),
-        _system(exp, "kd_res", (15.0, 28.0), 600, role="kd", scheme="kd_res"),
-        _system(exp, "kd_res_feat", (14.0, 28.5), 600, role="kd", scheme="kd_res_feat"),
-        _system(exp, "scheme_task", (16.0, 27.5), 600, role="scheme", scheme="task"),
-        _system(exp, "mstar_kd_res", (17.0, 28.0), 600, role="finetune", scheme="finetune",
-                base="kd_res"),
-    ]  # fmt: skip
-    best = tmp_path / "best.json"
-    best.write_text(json.dumps({"best": "kd_res", "set": "dev", "input": "sph",
-                                "bleu": {"kd_res": 9.0, "kd_rel": 3.0}}))  # fmt: skip
-    params = tmp_path / "params.json"
-    params.write_text(json.dumps({"vocab_size": 100, "models": {"student_6_6_6": {
-        "depths": "6-6-6", "counts": {"total": 798_110_000, "embedded": 527_290_000,
-                                      "non_embedded": 270_820_000},
-        "total_pct": 76.01, "non_embedded_pct": 51.81,
-        "paper": {"total": 364.40, "non_embedded": 270.82}}}}))  # fmt: skip
-    out = write_report(
-        parse_system_specs(specs), ["test"], tmp_path / "report.md", best=best, params=params
-    )
-    report = out.read_text()
-    # labels, degradation 100 (B - X) / B, the paper's counterparts, the best of each block
-    rows = [
-        "| C: 2-2-2 (pre-trained) | 2-2-2 | 0.00 | **12.00** | 40.00 | **27.00** | 10.00 |",
-        "| M: L_kd_res(enc) | 2-2-2 | 0.00 | **13.00** | 35.00 | **27.00** | 10.00 | 23.78 |",
-        "| M: L_kd_res + L_kd_feat | 2-2-2 | 0.00 | 14.00 | 30.00 | **28.50** | 5.00 |",
-        "| M*: L_kd_res | 2-2-2 | 0.00 | 17.00 | 15.00 | 28.00 | 6.67 | 25.33 | 32.07 |",
-    ]
-    for row in rows:
-        assert row in report, row
-    facts = report.split("#### What helped")[1].split("###")[0]
-    for fact in (
-        "the best compressed model: C: 2-2-2 (pre-trained) (12.00 BLEU[sph]).",
-        "Initialisation: C: 2-2-2 (pre-trained) (12.00) is above C: 2-2-2 (fine-tuned)",
-        "KD helped: the best KD student M*: L_kd_res (17.00) is above C: 2-2-2 (pre-trained)",
-        "6 of 7 KD students are above it",
-        "most to least effective: L_kd_res(enc) (13.00) = L_kd_feat (13.00) > L_kd_rel (11.00)",
-        "Not above C: 2-2-2 (pre-trained) (12.00): L_kd_rel.",
-        "Best KD loss: M: L_kd_res (15.00 BLEU[sph]).",
-        "M: L_kd_res + L_kd_feat (14.00) is below M: L_kd_res (15.00), Δ -1.00",
-        "M*: L_kd_res (17.00) is above M: L_kd_res (15.00), Δ +2.00 BLEU[sph]; Δ +0.00",
-        "M: task (16.00) is above M: L_kd_res (15.00), Δ +1.00 BLEU[sph]",
-        "keeps 85.0% of B's BLEU[sph] and 93.3% of B's BLEU[txt] with 60.0%",
-    ):
-        assert fact in facts, fact
-    assert "fine-tunes M: L_kd_res, the highest dev BLEU[sph]" in report
-
-    # RESULTS.json beside the report: the paper's names, the tables' numbers
-    from speechkd.eval.results_json import load_results_json
-
-    results = {r.key: r.value for r in load_results_json(tmp_path / "RESULTS.json")}
-    assert {k[0] for k in results} == {
-        "b", "c_finetuned", "c_pretrained", "kd_res_enc", "kd_feat", "kd_rel", "kd_res",
-        "kd_res_feat", "task", "m_star_kd_res", "arch_student_6_6_6",
-    }  # fmt: skip
-    assert results[("b", "test", "de", "bleu_sph")] == 20.0
-    assert results[("c_pretrained", "test", "de", "bleu_txt")] == 27.0
-    assert results[("c_pretrained", "test", "de", "degradation_sph")] == pytest.approx(40.0)
-    assert results[("m_star_kd_res", "test", "de", "degradation_txt")] == pytest.approx(
-        6.6667, 1e-4
-    )
-    assert results[("m_star_kd_res", "tst-COMMON", "de", "paper_bleu_sph")] == 25.33
-    assert ("b", "test", "de", "degradation_sph") not in results  # "–" in the table
-    assert results[("task", "all", "all", "params")] == 600
-    assert results[("task", "all", "all", "params_pct_of_b")] == pytest.approx(60.0)
-    assert "| student_6_6_6 | 6-6-6 | 798.11 | 527.29 | 270.82 | 76.01 | 51.81 | 364.40 |" in report
-    assert results[("arch_student_6_6_6", "all", "all", "params")] == 798_110_000
-    assert results[("arch_student_6_6_6", "all", "all", "paper_params")] == 364_400_000
-    assert results[("arch_student_6_6_6", "all", "all", "params_non_embedded_pct")] == 51.81
-    assert results[("kd_rel", "dev", "de", "bleu_sph")] == 3.0  # the choice of the best
-
-
-def test_st_kd_report_calls_sub_unit_bleu_noise(tmp_path: Path) -> None:
-    """When no system reaches 1 BLEU[sph] the report draws no conclusion from the differences."""
-    from speechkd.eval.st_kd_report import parse_system_specs, write_report
-
-    exp = tmp_path / "exp"
-    specs = [
-        _teacher(exp, (0.07, 0.07)),
-        _system(exp, "c_ft", (0.07, 0.07), 600, role="c", scheme="teacher"),
-        _system(exp, "kd_feat", (0.18, 0.07), 600, role="kd", scheme="kd_feat"),
-    ]  # fmt: skip
-    report = write_report(parse_system_specs(specs), ["test"], tmp_path / "r.md").read_text()
-    facts = report.split("#### What helped")[1].split("###")[0]
-    assert "every BLEU[sph] is below 1.0 (the highest 0.18)" in facts
-    assert "KD helped" not in facts and "keeps" not in facts
-
-
-def test_st_kd_result_names_of_several_c(tmp_path: Path) -> None:
-    """C systems that share an initialisation are told apart by their depths in RESULTS.json."""
-    from speechkd.eval.st_kd_report import load_systems, parse_system_specs, result_system_names
-
-    exp = tmp_path / "exp"
-    specs = [
-        _teacher(exp, (20.0, 30.0)),
-        _system(exp, "c_666", (10.0, 24.0), 600, role="c", init="pretrained", scheme="teacher"),
-        _system(exp, "c_882", (9.0, 23.0), 500, role="c", init="pretrained", scheme="teacher",
-                depths="8-8-2"),
-        _system(exp, "c_ft", (11.0, 25.0), 600, role="c", scheme="teacher"),
-    ]  # fmt: skip
-    systems = load_systems(parse_system_specs(specs), ["test"])
-    assert result_system_names(systems) == {
-        "teacher": "b",
-        "c_666": "c_2_2_2_pretrained",
-        "c_882": "c_8_8_2_pretrained",
-        "c_ft": "c_finetuned",
-    }

@@ -1,6 +1,7 @@
-"""Joint speech/text ST KD report section: structure and initialisation without KD (the paper's
-Table 3), KD loss terms (Table 4), training schemes (Table 5), parameters (Table 1) and computed
-statements of what helped, with BLEU of the speech and of the text input.
+"""Joint speech/text ST KD report section: what the run shows (the paper's claims with computed
+verdicts), structure and initialisation without KD (the paper's Table 3), KD loss terms (Table 4),
+training schemes (Table 5) and parameters (Table 1), with BLEU of the speech and of the text
+input.
 
 Systems are given in table order as ``NAME=SYSTEM_DIR``; a system dir holds the recipe's
 ``system.json`` (and ``model.json``) and ``decode_<set>_{sph,txt}/scores-<set>.json``.
@@ -24,7 +25,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from speechkd.eval.st_kd_report import SCHEME_DIR, parse_system_specs, write_report
+from speechkd.eval.report_inputs import parse_system_specs
+from speechkd.eval.st_kd_data import SCHEME_DIR
+from speechkd.eval.st_kd_report import write_report
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 
