@@ -202,6 +202,8 @@ def lexicon_for_text(
             args.lexicon, words, args.unit, args.bpe_model, args.keep_stress, args.espeak_cache
         )
         return lexicon, options
+    if args.lexicon_text:
+        logger.warning("--lexicon-text ignored: %s is a dictionary, not a G2P", args.lexicon)
     lexicon = load_lexicon(args.lexicon, (), args.unit, keep_stress=args.keep_stress)
     return lexicon, text_options(args, lexicon_case(lexicon) if case == "auto" else case)
 
