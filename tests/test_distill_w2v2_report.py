@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from speechkd.errors import ConfigError, DataError
+from speechkd.eval import distill_w2v2_data as dat
 from speechkd.eval import distill_w2v2_report as rep
+from speechkd.eval import report_inputs
 from speechkd.eval.decode_files import write_error_rate_files
 from speechkd.eval.results_json import load_results_json
 from speechkd.eval.rtf import RtfRow
@@ -28,7 +30,7 @@ def write_decode(
     """A decode dir as ``speechkd.bin.w2v2_decode`` writes it (same writer, same extra fields):
     ``errors`` substitutions over two utterances of ``TOKENS`` reference tokens in all."""
     decoder = "lexicon" if lm is not None else "greedy"
-    out = rep.decode_dir(system_dir, set_name, rep.LM if lm else rep.BEST_PATH, streaming)
+    out = dat.decode_dir(system_dir, set_name, dat.LM if lm else dat.BEST_PATH, streaming)
     half = TOKENS // 2
     utts = []
     for i, n in enumerate((min(errors, half), errors - min(errors, half))):
@@ -156,10 +158,10 @@ def cell(rows: dict[str, list[str]], system: str, column: str) -> str:
 
 
 def test_look_ahead_is_half_a_chunk_of_20ms_frames() -> None:
-    assert rep.FRAME_MS == 20.0
-    assert rep.look_ahead_ms(48) == 480.0  # the paper's (600, 48) -> 480 ms
-    assert rep.look_ahead_ms(8) == 80.0
-    assert rep.look_ahead_ms(None) is None
+    assert dat.FRAME_MS == 20.0
+    assert dat.look_ahead_ms(48) == 480.0  # the paper's (600, 48) -> 480 ms
+    assert dat.look_ahead_ms(8) == 80.0
+    assert dat.look_ahead_ms(None) is None
 
 
 def test_report_tables_and_computed_statements(systems, tmp_path) -> None:
@@ -186,14 +188,19 @@ def test_report_tables_and_computed_statements(systems, tmp_path) -> None:
     assert "missing" not in text
 
     # two-step against single step: computed per set (13.00 < 15.50 on test, 17.50 > 16.50 dev)
-    (pair,) = rep.compare_two_step(rep.collect(systems, ["test", "dev"]))
+    (pair,) = dat.compare_two_step(dat.collect(systems, ["test", "dev"]))
     assert (pair.ours, pair.ref) == ("SS", "single")
     assert pair.verdicts == {"test": "yes", "dev": "no"}
-    best = next(c for c in pair.comparisons if c.column == rep.Column("test", "best_path", "PER"))
+    best = next(c for c in pair.comparisons if c.column == dat.Column("test", "best_path", "PER"))
     assert best.relative == pytest.approx(100 * (62 - 52) / 62)
-    line = next(x for x in text.splitlines() if x.startswith("- does SS beat single"))
-    assert "test: **yes** (PER best path 13.00 vs 15.50 (+16.1% relative)" in line
-    assert "dev: **no** (PER best path 17.50 vs 16.50 (-6.1% relative))" in line
+    claims = text.split("### What this run shows\n\n")[1].split("\n\n")[0].splitlines()
+    assert claims[:2] == [
+        "- Two-step distillation (SS) beats single-step (single) on test (paper: 15 % relative): "
+        "**yes** (PER best path 13.00 vs 15.50, +16.1 % relative reduction; WER 4-gram LM 6.50 "
+        "vs 7.75, +16.1 % relative reduction).",
+        "- Two-step distillation (SS) beats single-step (single) on dev (paper: 15 % relative): "
+        "**no** (PER best path 17.50 vs 16.50, -6.1 % relative reduction).",
+    ]
 
     # Table 3: teacher and M1-M4 with their objectives, and the LF-MMI verdicts against M1
     t3 = table_rows(text, "(Table 3)")
@@ -203,9 +210,18 @@ def test_report_tables_and_computed_statements(systems, tmp_path) -> None:
     assert t3["M3"][4:6] == ["MSE", "LF-MMI"]
     assert t3["M4"][2:6] == ["0.8", "0.8", "MSE", "MSE/LF-MMI"]
     assert cell(t3, "M3", "dev PER (best path)") == "17.00"
-    assert "against the MSE-only setting M1 (M1)" in text
-    assert "- test: 3 of 3 compared LF-MMI settings beat M1 in every column (M2, M3, M4)." in text
-    assert "- dev: 2 of 3 compared LF-MMI settings beat M1 in every column (M2, M4)." in text
+    assert claims[2:4] == [
+        "- LF-MMI distillation (β > 0) beats the MSE-only M1 on test (paper: M4 12.37 vs M1 "
+        "14.29): **yes** (M2 yes, M3 yes, M4 yes; Table 3).",
+        "- LF-MMI distillation (β > 0) beats the MSE-only M1 on dev (paper: M4 12.37 vs M1 "
+        "14.29): **mixed** (M2 yes, M3 no, M4 yes; Table 3).",
+    ]
+    assert claims[4] == (
+        "- The first-step student M4 stays within the paper's +4.5 % of the teacher's error rate "
+        "on test: **no** (PER best path 12.50 vs 10.00, +25.0 %; WER 4-gram LM 6.25 vs 5.00, "
+        "+25.0 %)."
+    )
+    assert claims[7].startswith("- The streaming student SS stays within the paper's +9.0 %")
 
     # Table 1: architectures from the RTF JSON, ratios against the teacher's arch; systems
     t1 = table_rows(text, "Systems (params")
@@ -244,7 +260,7 @@ def test_report_tables_and_computed_statements(systems, tmp_path) -> None:
 
 
 def test_missing_decodes_show_dashes_and_are_listed(systems, tmp_path) -> None:
-    missing = rep.decode_dir(systems["single"], "dev", rep.BEST_PATH, False)
+    missing = dat.decode_dir(systems["single"], "dev", dat.BEST_PATH, False)
     for f in missing.iterdir():
         f.unlink()
     missing.rmdir()
@@ -253,10 +269,10 @@ def test_missing_decodes_show_dashes_and_are_listed(systems, tmp_path) -> None:
     t2 = table_rows(text, "(Table 2)")
     assert cell(t2, "single", "dev PER (best path)") == "–"
     assert f"- single, dev, best path: {missing}/scores-dev.json or " in text
-    assert "dev: **not compared (a result is missing)**" in text
+    assert "single-step (single) on dev (paper: 15 % relative): **not tested** (a result is" in text
     assert "No RTF table given" in text
     # a teacher without an LM decode: "–" in the LM column, listed
-    lm_dir = rep.decode_dir(systems["T"], "test", rep.LM, False)
+    lm_dir = dat.decode_dir(systems["T"], "test", dat.LM, False)
     (lm_dir / "scores-test.json").unlink()
     text = rep.write_report(systems, ["test", "dev"], tmp_path / "r.md").read_text()
     assert cell(table_rows(text, "(Table 2)"), "T", "test WER (4-gram LM)") == "–"
@@ -289,15 +305,16 @@ def test_units_never_mix_and_streaming_decodes(tmp_path) -> None:
     assert rows[("teacher", "test", "en", "wer_best_path")] == pytest.approx(5.0)
     assert rows[("ss", "dev", "en", "per")] == pytest.approx(9.0)  # the streaming stand-in
     assert rows[("ss", "dev", "en", "per_streaming")] == pytest.approx(9.0)
-    assert "not compared (no second-step and single-step" in text
+    assert "single-step: **not tested** (no second-step and single-step systems" in text
+    assert "- Chunk-by-chunk decoding gives the chunk-masked result: **yes**" in text
 
 
 def test_bad_inputs_raise(systems, tmp_path) -> None:
     for spec in ("T", "=exp/T", "T=", " = "):
         with pytest.raises(ConfigError, match="NAME=SYSTEM_DIR"):
-            rep.parse_system_spec(spec)
+            report_inputs.parse_system_spec(spec)
     with pytest.raises(ConfigError, match="given twice"):
-        rep.parse_system_specs(["a=x", "a=y"])
+        report_inputs.parse_system_specs(["a=x", "a=y"])
     from speechkd.bin import distill_w2v2_report as cli
 
     with pytest.raises(ConfigError, match="expected NAME=SYSTEM_DIR"):
@@ -317,28 +334,28 @@ def test_bad_inputs_raise(systems, tmp_path) -> None:
     ):
         path.write_text(json.dumps({**info, **change}))
         with pytest.raises(DataError, match=f"{path}: {message}"):
-            rep.collect(systems, ["test"])
+            dat.collect(systems, ["test"])
     path.write_text("{not json")
     with pytest.raises(DataError, match=f"{path}: cannot read JSON"):
-        rep.collect(systems, ["test"])
+        dat.collect(systems, ["test"])
     path.write_text(json.dumps({k: v for k, v in info.items() if k != "arch"}))
     with pytest.raises(DataError, match=f"{path}: missing field"):
-        rep.collect(systems, ["test"])
+        dat.collect(systems, ["test"])
     path.write_text(json.dumps(info))
 
     # a best-path dir holding a lexicon decode is a recipe error, not a missing result
-    scores = rep.decode_dir(systems["M1"], "test", rep.BEST_PATH, False) / "scores-test.json"
+    scores = dat.decode_dir(systems["M1"], "test", dat.BEST_PATH, False) / "scores-test.json"
     payload = json.loads(scores.read_text())
     scores.write_text(json.dumps({**payload, "decoder": "lexicon"}))
     with pytest.raises(DataError, match=f"{scores}: field 'decoder' is 'lexicon'"):
-        rep.collect(systems, ["test"])
+        dat.collect(systems, ["test"])
     bad_rtf = tmp_path / "rtf.json"
     bad_rtf.write_text(json.dumps({"environment": {}, "settings": {}, "rows": [{"model": "S5"}]}))
     scores.write_text(json.dumps(payload))
     with pytest.raises(DataError, match="'cnn_channels' must be an integer"):
-        rep.collect(systems, ["test"], rtf=bad_rtf)
+        dat.collect(systems, ["test"], rtf=bad_rtf)
     with pytest.raises(ConfigError, match="a set is given twice"):
-        rep.collect(systems, ["test", "test"])
+        dat.collect(systems, ["test", "test"])
 
 
 def test_cli_writes_the_section(systems, tmp_path) -> None:
@@ -350,18 +367,18 @@ def test_cli_writes_the_section(systems, tmp_path) -> None:
     assert cli.main([*args, "--sets", "test", "dev", "--out", str(out), "--title", "DW"]) == 0
     text = read_section_file(out, tmp_path)
     assert text.startswith("## DW") and "(Table 3)" in text
-    assert rep.arpa_order(tmp_path / "word_4gram.arpa") == 4
-    assert rep.arpa_order(tmp_path / "absent.arpa") is None
+    assert dat.arpa_order(tmp_path / "word_4gram.arpa") == 4
+    assert dat.arpa_order(tmp_path / "absent.arpa") is None
 
 
 def test_streaming_flags_of_decode_dirs(tmp_path) -> None:
     student = write_system(tmp_path / "exp", "SS", "single_step")
     # decode_<set> decoded chunk by chunk: accepted, its cell marked
     write_decode(student, "test", 8, streaming=False)
-    main = rep.decode_dir(student, "test", rep.BEST_PATH, False)
+    main = dat.decode_dir(student, "test", dat.BEST_PATH, False)
     scores = main / "scores-test.json"
     scores.write_text(json.dumps({**json.loads(scores.read_text()), "streaming": True}))
-    result = rep.load_decode(student, "test", rep.BEST_PATH)
+    result = dat.load_decode(student, "test", dat.BEST_PATH)
     assert result is not None and result.streaming and result.rate == 2.0
     text = rep.write_report({"SS": student}, ["test"], tmp_path / "r.md").read_text()
     assert cell(table_rows(text, "(Table 2)"), "SS", "test PER (best path)") == "2.00*"
@@ -369,4 +386,27 @@ def test_streaming_flags_of_decode_dirs(tmp_path) -> None:
     stream = write_decode(student, "test", 8, streaming=True) / "scores-test.json"
     stream.write_text(json.dumps({**json.loads(stream.read_text()), "streaming": False}))
     with pytest.raises(DataError, match="decode_test_streaming dir holds chunk-by-chunk"):
-        rep.collect({"SS": student}, ["test"])
+        dat.collect({"SS": student}, ["test"])
+
+
+def test_columns_with_the_teacher_at_chance_have_no_verdict(systems, tmp_path) -> None:
+    """A teacher at ≥ 95 % WER with the LM: that column has no verdict and no relative change;
+    when every column is so, the claim has none."""
+    lm = write_arpa(tmp_path / "lm.arpa", 4)
+    write_decode(systems["T"], "test", 388, units="words", lm=lm)
+    text = rep.write_report(systems, ["test"], tmp_path / "r.md").read_text()
+    claims = text.split("### What this run shows\n\n")[1].split("\n\n")[0].splitlines()
+    assert claims[0] == (
+        "- Two-step distillation (SS) beats single-step (single) on test (paper: 15 % relative): "
+        "**yes** (PER best path 13.00 vs 15.50, +16.1 % relative reduction; WER 4-gram LM: no "
+        "verdict (T 97.00 WER ≥ 95))."
+    )
+    for name in ("single", "SS", "M1", "M2", "M3", "M4"):
+        write_decode(systems[name], "test", 390, units="words", lm=lm)
+        write_decode(systems[name], "test", 390)
+    write_decode(systems["T"], "test", 388)
+    text = rep.write_report(systems, ["test"], tmp_path / "r.md").read_text()
+    assert (
+        "single-step (single) on test (paper: 15 % relative): **no verdict: the reference " in text
+    )
+    assert "relative reduction" not in text

@@ -22,7 +22,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from speechkd.eval.distill_w2v2_report import parse_system_specs, write_report
+from speechkd.eval.distill_w2v2_report import write_report
+from speechkd.eval.report_inputs import parse_system_specs
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
 

@@ -1,633 +1,48 @@
-"""The DistillW2V2 report: model sizes and speed (the paper's Table 1), the two-step distillation
-against a single step (Table 2) and the training-objective ablation M1-M4 (Table 3).
+"""The DistillW2V2 report: what the run shows, model sizes and speed (the paper's Table 1), the
+two-step distillation against a single step (Table 2) and the training-objective ablation M1-M4
+(Table 3), from the inputs of :mod:`speechkd.eval.distill_w2v2_data`.
 
-Inputs are files other stages wrote:
-
-* ``<system_dir>/system.json`` of every system (the recipe): ``name``, ``role`` (teacher | step1 |
-  step2 | single_step), ``arch`` (``T1``, ``S5``, ``tiny_student`` …), ``variant`` (teacher | sn |
-  ss), ``history`` and ``chunk`` (frames; null = unbounded), ``alpha``, ``beta``, ``setting``
-  (``M1`` … or null), ``teacher`` (the system it learned from) and ``params`` (total count);
-* decode dirs of ``python -m speechkd.bin.w2v2_decode`` beside it: ``decode_<set>/`` (best path),
-  ``decode_<set>_lm/`` (lexicon beam search with a word n-gram LM), and for chunk-streaming
-  systems ``decode_<set>_streaming/`` (``_streaming_lm``), each with ``scores-<set>.json`` and
-  ``decode-<set>.json`` (wall time, real-time factor);
-* the JSON of ``python -m speechkd.bin.rtf --json`` (architectures, parameters, CPU RTF).
-
-Error rates are pooled over the set (``totals`` of the scores file: errors / reference tokens):
-WER where the decoder scored words (``scored_units: words``), PER where it scored phones; a file
-without ``scored_units`` (``speechkd.bin.score``) is labelled by its metric (WER / CER). A column
-never mixes units: a set whose systems scored different units gets one column per unit.
-The best-path result of a system is that of ``decode_<set>/``; a chunk-streaming system's
-chunk-by-chunk decode (``decode_<set>_streaming/``) is compared with it in its own table and
-stands in for it only where ``decode_<set>/`` is missing; a cell of a decode made chunk by chunk
-(either dir, ``streaming: true``) is marked ``*``. A result that is missing
-shows as "–" and is listed below the table; an unreadable input is a DataError.
-
-Latency is the average look-ahead of chunk-wise processing: a frame of a chunk of ``C`` frames
-waits for the rest of its chunk, on average ``C / 2`` frames, so ``latency = C / 2 × 20 ms``
-(wav2vec2's CNN emits a frame every 320 samples at 16 kHz); the paper's chunk of 48 frames gives
-its 480 ms. Full-context systems have no look-ahead bound ("–").
-
-Output is a Markdown section (``##`` heading) for ``speechkd.bin.write_results --section`` and
-RESULTS.json beside it with every number of its tables (:func:`result_rows`), written atomically.
+A cell of a decode made chunk by chunk is marked ``*``; a missing result shows as "–" and is
+listed below its table. Full-context systems have no look-ahead bound ("–"). Output: the Markdown
+section and RESULTS.json beside it (:func:`speechkd.eval.distill_w2v2_data.result_rows`).
 """
 
 from __future__ import annotations
 
-import gzip
-import math
 import os
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechkd.errors import ConfigError, DataError
+from speechkd.eval import report_kit as kit
+from speechkd.eval.distill_w2v2_data import (
+    BEST_PATH,
+    LM,
+    PAPER_SETS,
+    PAPER_TABLE2,
+    PAPER_TABLE3,
+    ROLE_TITLES,
+    Column,
+    Comparison,
+    PairResult,
+    ReportData,
+    SystemInfo,
+    ablation_rows,
+    cell_result,
+    collect,
+    compare,
+    compare_lfmmi,
+    compare_two_step,
+    decoder_title,
+    load_decode,
+    mse_reference,
+    result_rows,
+    table2_rows,
+    table_columns,
+)
 from speechkd.eval.markdown import md_table
-from speechkd.eval.report_inputs import (  # noqa: F401  (parse_system_spec: the CLI's)
-    load_json_object,
-    parse_system_spec,
-    parse_system_specs,
-)
-from speechkd.eval.results_json import (
-    ALL,
-    ResultRows,
-    results_json_path,
-    stable_name,
-    unique_names,
-    write_results_json,
-)
+from speechkd.eval.report_kit import DASH, Claim, fmt_rate
 from speechkd.eval.rtf import PAPER_TABLE1
-from speechkd.eval.wer import ErrorCounts
-from speechkd.utils.atomic import atomic_write_text
-
-DASH = "–"
-INF = "∞"
-SAMPLE_RATE = 16000
-CNN_STRIDES = (5, 2, 2, 2, 2, 2, 2)  # wav2vec2's feature encoder: 320 samples per frame
-FRAME_MS = 1000.0 * math.prod(CNN_STRIDES) / SAMPLE_RATE  # 20 ms
-ROLES = ("teacher", "step1", "step2", "single_step")
-VARIANTS = ("teacher", "sn", "ss")
-BEST_PATH = "best_path"
-LM = "lm"
-DECODERS = (BEST_PATH, LM)
-UNIT_LABELS = {"words": "WER", "phones": "PER"}
-METRIC_LABELS = {"wer": "WER", "cer": "CER"}
-LABEL_ORDER = ("WER", "PER", "CER")
-ROLE_TITLES = {
-    "teacher": "Teacher",
-    "step1": "First step (T → SN)",
-    "step2": "Second step (SN → SS)",
-    "single_step": "Single step (T → SS)",
-}
-PAPER_SETS = ("Gigaspeech", "in-house")
-# DistillW2V2 paper, Table 2: WER (%) per role on (Gigaspeech, in-house).
-PAPER_TABLE2: dict[str, tuple[float, float]] = {
-    "teacher": (11.84, 17.56),
-    "single_step": (15.58, 22.36),
-    "step1": (12.37, 18.41),
-    "step2": (12.90, 19.25),
-}
-# DistillW2V2 paper, Table 3: (alpha, beta, WER Gigaspeech, WER in-house) of the first step.
-PAPER_TABLE3: dict[str, tuple[float, float, float, float]] = {
-    "M1": (1.0, 0.0, 14.29, 20.83),
-    "M2": (1.0, 1.0, 13.54, 20.22),
-    "M3": (0.8, 1.0, 12.35, 18.60),
-    "M4": (0.8, 0.8, 12.37, 18.41),
-}
-_REQUIRED = ("name", "role", "arch", "variant", "params")
-
-
-# ---------------------------------------------------------------------------------------------
-# Systems
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SystemInfo:
-    """One system of the report: its label (``--system NAME``) and its ``system.json``."""
-
-    label: str
-    name: str
-    role: str
-    arch: str
-    variant: str
-    params: int
-    directory: Path
-    history: int | None = None
-    chunk: int | None = None
-    alpha: float | None = None
-    beta: float | None = None
-    setting: str | None = None
-    teacher: str | None = None
-
-    @property
-    def context(self) -> str:
-        """``(hist, chunk)`` in frames, ∞ for unbounded."""
-        if self.chunk is None:
-            return f"({INF}, {INF})"
-        hist = INF if self.history is None else str(self.history)
-        return f"({hist}, {self.chunk})"
-
-    @property
-    def latency_ms(self) -> float | None:
-        return look_ahead_ms(self.chunk)
-
-
-def look_ahead_ms(chunk: int | None, frame_ms: float = FRAME_MS) -> float | None:
-    """Average look-ahead of chunks of ``chunk`` frames: ``chunk / 2 × frame_ms`` (48 → 480 ms);
-    None for full context."""
-    return None if chunk is None else chunk * frame_ms / 2.0
-
-
-def _int_or_none(path: Path, data: dict, key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise DataError(f"{path}: field {key!r} must be a positive integer or null, got {value!r}")
-    return value
-
-
-def _weight_or_none(path: Path, data: dict, key: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise DataError(f"{path}: field {key!r} must be a number in [0, 1] or null, got {value!r}")
-    return float(value)
-
-
-def _str_or_none(path: Path, data: dict, key: str, required: bool = False) -> str | None:
-    value = data.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(f"{path}: field {key!r} must be a non-empty string, got {value!r}")
-    return value
-
-
-def load_system(label: str, directory: str | os.PathLike) -> SystemInfo:
-    """The ``system.json`` of ``directory``, checked; DataError naming the file and field."""
-    directory = Path(directory)
-    path = directory / "system.json"
-    data = load_json_object(path, "system description")
-    absent = [key for key in _REQUIRED if key not in data]
-    if absent:
-        raise DataError(f"{path}: missing field(s) {', '.join(absent)}")
-    role = data["role"]
-    if role not in ROLES:
-        raise DataError(f"{path}: field 'role' must be one of {ROLES}, got {role!r}")
-    variant = data["variant"]
-    if variant not in VARIANTS:
-        raise DataError(f"{path}: field 'variant' must be one of {VARIANTS}, got {variant!r}")
-    params = data["params"]
-    if isinstance(params, bool) or not isinstance(params, int) or params < 0:
-        raise DataError(f"{path}: field 'params' must be a non-negative integer, got {params!r}")
-    info = SystemInfo(
-        label=label,
-        name=str(_str_or_none(path, data, "name", required=True)),
-        role=role,
-        arch=str(_str_or_none(path, data, "arch", required=True)),
-        variant=variant,
-        params=params,
-        directory=directory,
-        history=_int_or_none(path, data, "history"),
-        chunk=_int_or_none(path, data, "chunk"),
-        alpha=_weight_or_none(path, data, "alpha"),
-        beta=_weight_or_none(path, data, "beta"),
-        setting=_str_or_none(path, data, "setting"),
-        teacher=_str_or_none(path, data, "teacher"),
-    )
-    if (variant == "ss") != (info.chunk is not None):
-        raise DataError(
-            f"{path}: variant {variant!r} with chunk {info.chunk!r}: the chunk-streaming "
-            "variant 'ss' needs a chunk size, the others have none (full context)"
-        )
-    if role in ("step2", "single_step") and variant != "ss":
-        raise DataError(f"{path}: role {role!r} is a streaming student: variant must be 'ss'")
-    if info.setting is not None and (info.alpha is None or info.beta is None):
-        raise DataError(f"{path}: setting {info.setting!r} needs numeric 'alpha' and 'beta'")
-    return info
-
-
-# ---------------------------------------------------------------------------------------------
-# Decode results
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DecodeResult:
-    """The pooled error rate of one system on one set with one decoder."""
-
-    rate: float
-    label: str  # WER | PER | CER
-    decoder: str  # best_path | lm
-    streaming: bool
-    lm: str | None
-    lm_order: int | None
-    path: Path
-    snt: int
-    tokens: int
-    rtf: float | None = None
-    device: str | None = None
-    decode_seconds: float | None = None
-    audio_seconds: float | None = None
-    languages: tuple[str, ...] = ()
-
-    @property
-    def language(self) -> str:
-        """The language scored, ``all`` when several (or none) are recorded."""
-        return self.languages[0] if len(self.languages) == 1 else ALL
-
-
-def decode_dir(system_dir: str | os.PathLike, set_name: str, decoder: str, streaming: bool) -> Path:
-    """``decode_<set>[_streaming][_lm]`` of a system."""
-    if decoder not in DECODERS:
-        raise ConfigError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-    suffix = ("_streaming" if streaming else "") + ("_lm" if decoder == LM else "")
-    return Path(system_dir) / f"decode_{set_name}{suffix}"
-
-
-def arpa_order(path: str | os.PathLike) -> int | None:
-    """Order of an ARPA LM (plain or .gz) from its ``\\data\\`` header; None if unreadable."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    order = 0
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                match = re.match(r"\s*ngram\s+(\d+)\s*=", line)
-                if match:
-                    order = max(order, int(match.group(1)))
-                elif line.startswith("\\1-grams:"):
-                    break
-    except (OSError, UnicodeDecodeError, EOFError):
-        return None
-    return order or None
-
-
-def _rate_label(path: Path, payload: dict) -> str:
-    units = payload.get("scored_units")
-    if units is not None:
-        if units not in UNIT_LABELS:
-            raise DataError(
-                f"{path}: field 'scored_units' must be one of {tuple(UNIT_LABELS)}, got {units!r}"
-            )
-        if payload.get("metric") != "wer":
-            raise DataError(f"{path}: scored {units} with metric {payload.get('metric')!r}")
-        return UNIT_LABELS[units]
-    metric = payload.get("metric")
-    if metric not in METRIC_LABELS:
-        raise DataError(f"{path}: metric must be one of {tuple(METRIC_LABELS)}, got {metric!r}")
-    return METRIC_LABELS[metric]
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def load_decode(
-    system_dir: str | os.PathLike, set_name: str, decoder: str, streaming: bool = False
-) -> DecodeResult | None:
-    """The result in ``decode_<set>[_streaming][_lm]/scores-<set>.json``; None when that file
-    does not exist, DataError when it is not a valid scores file of this set and decoder (or a
-    ``_streaming`` dir holds a decode that was not streamed)."""
-    directory = decode_dir(system_dir, set_name, decoder, streaming)
-    path = directory / f"scores-{set_name}.json"
-    if not path.exists():
-        return None
-    payload = load_json_object(path, "scores file")
-    if payload.get("set") != set_name:
-        raise DataError(f"{path}: field 'set' is {payload.get('set')!r}, expected {set_name!r}")
-    label = _rate_label(path, payload)
-    expected = "lexicon" if decoder == LM else "greedy"
-    if "decoder" in payload and payload["decoder"] != expected:
-        raise DataError(
-            f"{path}: field 'decoder' is {payload['decoder']!r}, a {directory.name} dir holds "
-            f"{expected!r} decoding"
-        )
-    streamed = bool(payload.get("streaming", streaming))
-    if streaming and not streamed:
-        raise DataError(
-            f"{path}: field 'streaming' is {payload['streaming']!r}, a {directory.name} dir holds "
-            "chunk-by-chunk streaming decoding"
-        )
-    totals = payload.get("totals")
-    if not isinstance(totals, dict):
-        raise DataError(f"{path}: field 'totals' missing")
-    try:
-        counts = ErrorCounts.from_dict(totals)
-    except (KeyError, TypeError) as err:
-        raise DataError(f"{path}: 'totals' lacks the count {err}") from None
-    lm = payload.get("lm") if decoder == LM else None
-    lm = lm if isinstance(lm, str) and lm else None
-    timing: dict[str, Any] = {}
-    decode_json = directory / f"decode-{set_name}.json"
-    if decode_json.is_file():
-        timing = load_json_object(decode_json, "decode record")
-    return DecodeResult(
-        rate=counts.rate,
-        label=label,
-        decoder=decoder,
-        streaming=streamed,
-        lm=lm,
-        lm_order=arpa_order(lm) if lm else None,
-        path=path,
-        snt=counts.snt,
-        tokens=counts.wrd,
-        rtf=_number(timing.get("rtf", payload.get("rtf"))),
-        device=timing.get("device", payload.get("device")),
-        decode_seconds=_number(timing.get("decode_seconds", payload.get("decode_seconds"))),
-        audio_seconds=_number(timing.get("audio_seconds")),
-        languages=tuple(str(x) for x in payload.get("languages") or ()),
-    )
-
-
-@dataclass
-class ReportData:
-    """Everything the report shows, loaded and checked."""
-
-    systems: list[SystemInfo]
-    sets: list[str]
-    # (label, set, decoder) -> the result shown (decode_<set>[_lm], or the streaming one)
-    results: dict[tuple[str, str, str], DecodeResult] = field(default_factory=dict)
-    # (label, set, decoder) -> chunk-by-chunk streaming result of a streaming system
-    streaming: dict[tuple[str, str, str], DecodeResult] = field(default_factory=dict)
-    # (label, set, decoder) -> the decode dir(s) looked for, where nothing was found
-    missing: dict[tuple[str, str, str], list[Path]] = field(default_factory=dict)
-    rtf: dict | None = None
-    rtf_path: Path | None = None
-
-    def system(self, label: str) -> SystemInfo:
-        return next(s for s in self.systems if s.label == label)
-
-    def resolve(self, name: str | None) -> SystemInfo | None:
-        """The system called ``name`` (its label, else its ``system.json`` name)."""
-        if name is None:
-            return None
-        for s in self.systems:
-            if s.label == name:
-                return s
-        return next((s for s in self.systems if s.name == name), None)
-
-
-def collect(
-    systems: Mapping[str, str | os.PathLike],
-    sets: Sequence[str],
-    rtf: str | os.PathLike | None = None,
-) -> ReportData:
-    """Load the systems (label → system dir, in table order), their decodes and the RTF JSON.
-
-    Every system is expected to have a best-path result on every set, and an LM result on every
-    set that some system was decoded with an LM on; an absent one is recorded as missing.
-    """
-    if not sets:
-        raise ConfigError("--sets: give at least one test set")
-    if len(set(sets)) != len(sets):
-        raise ConfigError(f"--sets: a set is given twice: {list(sets)}")
-    infos = [load_system(label, directory) for label, directory in systems.items()]
-    data = ReportData(infos, list(sets))
-    for decoder in DECODERS:
-        for set_name in sets:
-            found: dict[str, DecodeResult | None] = {}
-            for s in infos:
-                result = load_decode(s.directory, set_name, decoder)
-                stream = (
-                    load_decode(s.directory, set_name, decoder, True)
-                    if s.chunk is not None
-                    else None
-                )
-                if stream is not None:
-                    data.streaming[(s.label, set_name, decoder)] = stream
-                found[s.label] = result or stream
-            if decoder == LM and not any(found.values()):
-                continue
-            for s in infos:
-                key = (s.label, set_name, decoder)
-                if found[s.label] is not None:
-                    data.results[key] = found[s.label]  # type: ignore[assignment]
-                else:
-                    looked = [decode_dir(s.directory, set_name, decoder, False)]
-                    if s.chunk is not None:
-                        looked.append(decode_dir(s.directory, set_name, decoder, True))
-                    data.missing[key] = looked
-    if rtf is not None:
-        data.rtf_path = Path(rtf)
-        data.rtf = load_rtf(rtf)
-    return data
-
-
-_RTF_ROW_INT = ("cnn_channels", "encoder_dim", "ffn_dim", "blocks", "params")
-_RTF_ROW_OPT = ("params_paper", "rtf", "rtf_paper", "rtf_streaming", "chunk_ms_short")
-
-
-def load_rtf(path: str | os.PathLike) -> dict:
-    """The JSON of ``speechkd.bin.rtf --json``, checked (``environment``, ``settings``, rows)."""
-    path = Path(path)
-    payload = load_json_object(path, "RTF table (speechkd.bin.rtf --json)")
-    for key in ("environment", "settings"):
-        if not isinstance(payload.get(key), dict):
-            raise DataError(f"{path}: field {key!r} missing")
-    rows = payload.get("rows")
-    if not isinstance(rows, list) or not rows:
-        raise DataError(f"{path}: field 'rows' missing or empty")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or not isinstance(row.get("model"), str):
-            raise DataError(f"{path}: rows[{i}] needs a string 'model'")
-        for key in _RTF_ROW_INT:
-            value = row.get(key)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise DataError(f"{path}: rows[{i}] ({row['model']}): {key!r} must be an integer")
-        for key in _RTF_ROW_OPT:
-            if row.get(key) is not None and _number(row.get(key)) is None:
-                raise DataError(f"{path}: rows[{i}] ({row['model']}): {key!r} must be a number")
-    return payload
-
-
-# ---------------------------------------------------------------------------------------------
-# Columns and comparisons
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Column:
-    """An error-rate column: a set, a decoder and the rate's label (never mixed)."""
-
-    set_name: str
-    decoder: str
-    label: str
-
-
-def table_columns(data: ReportData, labels: Sequence[str]) -> list[Column]:
-    """Columns for the rows ``labels``: per set (in order), best path then LM, one per rate
-    label present (WER, PER, CER). A best-path column without any result is kept (all "–");
-    an LM column only exists where some row has an LM result."""
-    columns: list[Column] = []
-    for set_name in data.sets:
-        for decoder in DECODERS:
-            keys = [(label, set_name, decoder) for label in labels]
-            present = {data.results[k].label for k in keys if k in data.results}
-            if not present and decoder == BEST_PATH:
-                present = {"error rate"}
-            ordered = [x for x in LABEL_ORDER if x in present] + sorted(present - set(LABEL_ORDER))
-            columns += [Column(set_name, decoder, x) for x in ordered]
-    return columns
-
-
-def cell_result(data: ReportData, label: str, column: Column) -> DecodeResult | None:
-    """The row's result in ``column`` (None when absent or scored in other units)."""
-    result = data.results.get((label, column.set_name, column.decoder))
-    return result if result is not None and result.label == column.label else None
-
-
-def decoder_title(data: ReportData, column: Column, labels: Sequence[str]) -> str:
-    """``best path``, ``4-gram LM`` (one known order), ``n-gram LM`` or ``lexicon, no LM``."""
-    if column.decoder == BEST_PATH:
-        return "best path"
-    results = [r for r in (cell_result(data, x, column) for x in labels) if r is not None]
-    if results and all(r.lm is None for r in results):
-        return "lexicon, no LM"
-    orders = {r.lm_order for r in results}
-    if len(orders) == 1 and None not in orders:
-        return f"{orders.pop()}-gram LM"
-    return "n-gram LM"
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """System ``ours`` against ``ref`` in one column (lower is better)."""
-
-    column: Column
-    ours: str
-    ref: str
-    ours_rate: float
-    ref_rate: float
-
-    @property
-    def better(self) -> bool:
-        return self.ours_rate < self.ref_rate
-
-    @property
-    def relative(self) -> float | None:
-        """Relative reduction of the error rate, in percent of ``ref``."""
-        if self.ref_rate == 0 or not math.isfinite(self.ref_rate):
-            return None
-        return 100.0 * (self.ref_rate - self.ours_rate) / self.ref_rate
-
-
-def compare(data: ReportData, ours: str, ref: str, columns: Sequence[Column]) -> list[Comparison]:
-    """Comparisons in every column where both systems have a finite result."""
-    out = []
-    for column in columns:
-        a, b = cell_result(data, ours, column), cell_result(data, ref, column)
-        if a is not None and b is not None and math.isfinite(a.rate) and math.isfinite(b.rate):
-            out.append(Comparison(column, ours, ref, a.rate, b.rate))
-    return out
-
-
-def set_verdicts(comparisons: Sequence[Comparison], sets: Sequence[str]) -> dict[str, str | None]:
-    """Per set: "yes" (better in every compared column), "no" (in none), "mixed", or None (no
-    column compared)."""
-    out: dict[str, str | None] = {}
-    for set_name in sets:
-        wins = [c.better for c in comparisons if c.column.set_name == set_name]
-        if not wins:
-            out[set_name] = None
-        else:
-            out[set_name] = "yes" if all(wins) else "no" if not any(wins) else "mixed"
-    return out
-
-
-@dataclass
-class PairResult:
-    """A system compared with a reference system, per column and per set."""
-
-    ours: str
-    ref: str
-    comparisons: list[Comparison]
-    verdicts: dict[str, str | None]
-
-
-def table2_rows(data: ReportData) -> list[str]:
-    """Labels of Table 2 in order: teachers, the first-step systems that a second-step system
-    learned from (all first-step systems when none is named), second-step and single-step
-    students."""
-    parents = {
-        p.label for s in data.systems if s.role == "step2" and (p := data.resolve(s.teacher))
-    }
-    rows = []
-    for s in data.systems:
-        if s.role == "step1" and parents and s.label not in parents:
-            continue
-        rows.append(s.label)
-    return rows
-
-
-def two_step_pairs(data: ReportData) -> list[tuple[str, str]]:
-    """(second-step, single-step) labels with the same architecture and (hist, chunk)."""
-    return [
-        (a.label, b.label)
-        for a in data.systems
-        if a.role == "step2"
-        for b in data.systems
-        if b.role == "single_step" and (a.arch, a.history, a.chunk) == (b.arch, b.history, b.chunk)
-    ]
-
-
-def compare_two_step(data: ReportData) -> list[PairResult]:
-    """Every second-step student against the single-step student of the same configuration."""
-    columns = table_columns(data, table2_rows(data))
-    out = []
-    for ours, ref in two_step_pairs(data):
-        comparisons = compare(data, ours, ref, columns)
-        out.append(PairResult(ours, ref, comparisons, set_verdicts(comparisons, data.sets)))
-    return out
-
-
-def ablation_rows(data: ReportData) -> list[str]:
-    """Labels of Table 3: teachers, then the first-step systems that have a setting."""
-    return [
-        s.label
-        for s in data.systems
-        if s.role == "teacher" or (s.role == "step1" and s.setting is not None)
-    ]
-
-
-def mse_reference(data: ReportData) -> SystemInfo | None:
-    """The MSE-only first-step system (β = 0): the one whose setting is M1, else the first."""
-    candidates = [
-        s for s in data.systems if s.role == "step1" and s.setting is not None and s.beta == 0
-    ]
-    return next((s for s in candidates if s.setting == "M1"), candidates[0] if candidates else None)
-
-
-def compare_lfmmi(data: ReportData) -> list[PairResult]:
-    """Every first-step setting with an LF-MMI term (β > 0) against the MSE-only one."""
-    ref = mse_reference(data)
-    if ref is None:
-        return []
-    columns = table_columns(data, ablation_rows(data))
-    out = []
-    for s in data.systems:
-        if s.role == "step1" and s.setting is not None and s.beta is not None and s.beta > 0:
-            comparisons = compare(data, s.label, ref.label, columns)
-            out.append(
-                PairResult(s.label, ref.label, comparisons, set_verdicts(comparisons, data.sets))
-            )
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Markdown
-# ---------------------------------------------------------------------------------------------
-
-
-def _rate(x: float | None, digits: int = 2) -> str:
-    if x is None or math.isnan(x):
-        return DASH
-    return "inf" if math.isinf(x) else f"{x:.{digits}f}"
 
 
 def _count(n: float | None) -> str:
@@ -668,8 +83,8 @@ class _Notes:
         if result is not None:
             if result.streaming:
                 self.stand_in.append(f"{label} on {column.set_name}")
-                return _rate(result.rate) + "*"
-            return _rate(result.rate)
+                return fmt_rate(result.rate) + "*"
+            return fmt_rate(result.rate)
         if key in self.data.missing:
             looked = " or ".join(
                 f"{p}/scores-{column.set_name}.json" for p in self.data.missing[key]
@@ -737,11 +152,11 @@ def render_table1(data: ReportData) -> list[str]:
             table.append(row)
         env, s = data.rtf["environment"], data.rtf["settings"]
         lines += [
-            f"Architectures (from {data.rtf_path}): {env.get('cpu', '?')}, "
+            f"Architectures (`speechkd.bin.rtf --json`): {env.get('cpu', '?')}, "
             f"{env.get('threads', '?')} thread(s), torch {env.get('torch', '?')}; RTF = "
             f"processing time ({s.get('clock', 'wall')} clock) / audio duration on "
             f"{s.get('audio_seconds', '?')} s of random audio (paper: one thread of an Intel "
-            "8255C). Params (ours): encoder + prediction layer, no quantiser.",
+            f"8255C). Params (ours): encoder + prediction layer, no quantiser; {_units(s)}",
             "",
             *md_table(header, table),
             "",
@@ -783,26 +198,8 @@ def _decode_rtf(data: ReportData, label: str) -> str:
     return f"{rtf:.4f}" + (f" ({', '.join(devices)})" if devices else "")
 
 
-def _verdict_line(
-    pair: PairResult, sets: Sequence[str], what: str, titles: Mapping[Column, str]
-) -> str:
-    parts = []
-    for set_name in sets:
-        verdict = pair.verdicts[set_name]
-        comps = [c for c in pair.comparisons if c.column.set_name == set_name]
-        shown = "; ".join(
-            f"{c.column.label} {titles[c.column]} {c.ours_rate:.2f} vs "
-            f"{c.ref_rate:.2f}"
-            + (f" ({c.relative:+.1f}% relative)" if c.relative is not None else "")
-            for c in comps
-        )
-        text = "not compared (a result is missing)" if verdict is None else verdict
-        parts.append(f"{set_name}: **{text}**" + (f" ({shown})" if shown else ""))
-    return f"- {what}: " + "; ".join(parts)
-
-
 def render_table2(data: ReportData) -> list[str]:
-    """Table 2: teacher, first and second step, single step; and the two-step verdict."""
+    """Table 2: teacher, first and second step, single step; the paper's numbers below."""
     labels = table2_rows(data)
     columns = table_columns(data, labels)
     titles = {c: decoder_title(data, c, labels) for c in columns}
@@ -814,39 +211,18 @@ def render_table2(data: ReportData) -> list[str]:
         s = data.system(label)
         cells = [notes.cell(label, c) for c in columns]
         rows.append([ROLE_TITLES[s.role], label, s.context, _latency(s), *cells])
-    lines = [
+    paper = ", ".join(f"{ROLE_TITLES[r]} {a:.2f} / {b:.2f}" for r, (a, b) in PAPER_TABLE2.items())
+    return [
         "(hist, chunk): attention history and chunk in frames of 20 ms (∞: full context); "
         "latency: average look-ahead = chunk / 2 × 20 ms. Lower is better.",
         "",
         *md_table(header, rows),
         "",
         *notes.lines(),
-    ]
-    pairs = compare_two_step(data)
-    if pairs:
-        lines.append("Two-step (T → SN → SS) against single-step (T → SS) distillation, lower is "
-                     "better (relative: error-rate reduction of two-step):")  # fmt: skip
-        for pair in pairs:
-            lines.append(
-                _verdict_line(pair, data.sets, f"does {pair.ours} beat {pair.ref}", titles)
-            )
-        lines.append("")
-    else:
-        step2 = [s.label for s in data.systems if s.role == "step2"]
-        single = [s.label for s in data.systems if s.role == "single_step"]
-        lines += [
-            "Two-step against single-step: not compared (no second-step and single-step "
-            f"systems with the same arch and (hist, chunk); second step: {step2 or DASH}, "
-            f"single step: {single or DASH}).",
-            "",
-        ]
-    paper = ", ".join(f"{ROLE_TITLES[r]} {a:.2f} / {b:.2f}" for r, (a, b) in PAPER_TABLE2.items())
-    lines += [
         f"Paper (WER, {' / '.join(PAPER_SETS)}; (600, 48), 480 ms): {paper}: two-step 15% "
         "relative better than single step.",
         "",
     ]
-    return lines
 
 
 def _objective(s: SystemInfo) -> tuple[str, str]:
@@ -860,7 +236,7 @@ def _objective(s: SystemInfo) -> tuple[str, str]:
 
 
 def render_table3(data: ReportData) -> list[str]:
-    """Table 3: first-step training objectives M1-M4 and the LF-MMI verdict."""
+    """Table 3: first-step training objectives M1-M4; the paper's numbers below."""
     labels = ablation_rows(data)
     if not any(data.system(x).role == "step1" for x in labels):
         return ["No first-step system with a setting (M1-M4) was given.", ""]
@@ -876,53 +252,22 @@ def render_table3(data: ReportData) -> list[str]:
         hidden, pred = _objective(s) if s.role == "step1" else (DASH, DASH)
         cells = [notes.cell(label, c) for c in columns]
         rows.append([objective, label, _weight(s.alpha), _weight(s.beta), hidden, pred, *cells])
-    lines = [
+    paper = ", ".join(
+        f"{m} (α = {a:g}, β = {b:g}) {g:.2f} / {h:.2f}" for m, (a, b, g, h) in PAPER_TABLE3.items()
+    )
+    return [
         "L = (1 − α) L_hidn + α L_pred, L_pred = β MMI_distill + (1 − β) MSE. Lower is better.",
         "",
         *md_table(header, rows),
         "",
         *notes.lines(),
+        f"Paper (WER, {' / '.join(PAPER_SETS)}): {paper}.",
+        "",
     ]
-    ref = mse_reference(data)
-    pairs = compare_lfmmi(data)
-    if ref is None:
-        lines += ["LF-MMI against MSE-only: not compared (no first-step setting with β = 0).", ""]
-    elif not pairs:
-        lines += ["LF-MMI against MSE-only: not compared (no first-step setting with β > 0).", ""]
-    else:
-        lines.append(
-            f"LF-MMI settings (β > 0) against the MSE-only setting {ref.setting} ({ref.label}), "
-            "lower is better (relative: error-rate reduction against it):"
-        )
-        for pair in pairs:
-            s = data.system(pair.ours)
-            what = f"does {s.setting} ({pair.ours}) beat it"
-            lines.append(_verdict_line(pair, data.sets, what, titles))
-        for set_name in data.sets:
-            verdicts = [(p, p.verdicts[set_name]) for p in pairs]
-            compared = [(p, v) for p, v in verdicts if v is not None]
-            winners = [data.system(p.ours).setting for p, v in compared if v == "yes"]
-            lines.append(
-                f"- {set_name}: {len(winners)} of {len(compared)} compared LF-MMI settings beat "
-                f"{ref.setting} in every column"
-                + (f" ({', '.join(map(str, winners))})" if winners else "")
-                + (
-                    f"; {len(verdicts) - len(compared)} not compared"
-                    if len(compared) < len(verdicts)
-                    else ""
-                )
-                + "."
-            )
-        lines.append("")
-    paper = ", ".join(
-        f"{m} (α = {a:g}, β = {b:g}) {g:.2f} / {h:.2f}" for m, (a, b, g, h) in PAPER_TABLE3.items()
-    )
-    lines += [f"Paper (WER, {' / '.join(PAPER_SETS)}): {paper}.", ""]
-    return lines
 
 
-def render_streaming(data: ReportData) -> list[str]:
-    """Chunk-by-chunk streaming decoding against the chunk-masked full-utterance decoding."""
+def streaming_rows(data: ReportData) -> list[list[str]]:
+    """Per streaming decode: system, set, decoder, rate, chunk-masked, streaming, equal, RTF."""
     rows = []
     for (label, set_name, decoder), stream in data.streaming.items():
         masked = load_decode(data.system(label).directory, set_name, decoder, False)
@@ -930,14 +275,20 @@ def render_streaming(data: ReportData) -> list[str]:
             masked = None  # decode_<set> was streamed as well: no chunk-masked result
         same = DASH
         if masked is not None and masked.label == stream.label:
-            same = "yes" if _rate(masked.rate) == _rate(stream.rate) else "no"
+            same = "yes" if fmt_rate(masked.rate) == fmt_rate(stream.rate) else "no"
         rows.append(
             [
                 label, set_name, _DECODER_NAMES[decoder], stream.label,
-                _rate(masked.rate) if masked else DASH, _rate(stream.rate), same,
+                fmt_rate(masked.rate) if masked else DASH, fmt_rate(stream.rate), same,
                 _opt(stream.rtf, ".4f"),
             ]
         )  # fmt: skip
+    return rows
+
+
+def render_streaming(data: ReportData) -> list[str]:
+    """Chunk-by-chunk streaming decoding against the chunk-masked full-utterance decoding."""
+    rows = streaming_rows(data)
     if not rows:
         return []
     header = [
@@ -959,117 +310,141 @@ def render_streaming(data: ReportData) -> list[str]:
     ]
 
 
+# ---------------------------------------------------------------------------------------------
+# Claims
+# ---------------------------------------------------------------------------------------------
+
+# the paper's relative WER increase of a student over the teacher (Gigaspeech, Table 2)
+PAPER_MARGIN = {
+    role: 100.0 * (PAPER_TABLE2[role][0] - PAPER_TABLE2["teacher"][0]) / PAPER_TABLE2["teacher"][0]
+    for role in ("step1", "step2")
+}
+
+
+def _units(settings: Mapping[str, Any]) -> str:
+    """Why the counts differ from the paper's: the prediction layer's output units."""
+    n = settings.get("num_outputs")
+    if n is None:
+        return "diff % is relative to the paper."
+    return (
+        f"the prediction layer has {n} outputs (the recipe's units) where the paper's predicts "
+        "its own vocabulary, so diff % (relative to the paper) includes that layer's size."
+    )
+
+
+def _columns_text(comps: Sequence[Comparison], titles: Mapping[Column, str]) -> str:
+    parts = []
+    for c in comps:
+        name = f"{c.column.label} {titles[c.column]}"
+        if c.reason is not None:
+            parts.append(f"{name}: no verdict ({c.reason})")
+            continue
+        rel = f", {c.relative:+.1f} % relative reduction" if c.relative is not None else ""
+        parts.append(f"{name} {c.ours_rate:.2f} vs {c.ref_rate:.2f}{rel}")
+    return "; ".join(parts)
+
+
+def _pair_claim(text: str, pair: PairResult, set_name: str, titles: Mapping) -> Claim:
+    comps = [c for c in pair.comparisons if c.column.set_name == set_name]
+    verdict = pair.verdicts[set_name]
+    if verdict is None:
+        return _untested(text, "a result is missing")
+    if verdict == kit.NO_VERDICT:
+        return kit.no_verdict(text, "; ".join(dict.fromkeys(str(c.reason) for c in comps)))
+    return Claim(text, verdict, _columns_text(comps, titles))
+
+
+OUTCOMES = {"yes": [1], "no": [-1], "mixed": [1, -1]}
+
+
+def _lfmmi_claim(data: ReportData, set_name: str) -> list[Claim]:
+    """Every LF-MMI setting (β > 0) against the MSE-only one, each verdict over its columns."""
+    ref, pairs = mse_reference(data), compare_lfmmi(data)
+    if ref is None or not pairs:
+        return []
+    text = f"LF-MMI distillation (β > 0) beats the MSE-only {ref.setting} on {set_name}"
+    text += " (paper: M4 12.37 vs M1 14.29)"
+    verdicts = {data.system(p.ours).setting: p.verdicts[set_name] for p in pairs}
+    outcomes = [o for v in verdicts.values() for o in OUTCOMES.get(str(v), [])]
+    if not outcomes:
+        reasons = dict.fromkeys(str(c.reason) for p in pairs for c in p.comparisons if c.reason)
+        return [kit.no_verdict(text, "; ".join(reasons)) if reasons else _untested(text)]
+    shown = ", ".join(f"{m} {v if v in OUTCOMES else 'no verdict'}" for m, v in verdicts.items())
+    return [Claim(text, kit.verdict_of(outcomes), f"{shown}; Table 3")]
+
+
+def _margin_claim(data: ReportData, s: SystemInfo, set_name: str, titles: Mapping) -> Claim:
+    """A student stays within the paper's relative distance of the teacher in every column."""
+    teacher = next(t for t in data.systems if t.role == "teacher")
+    margin = PAPER_MARGIN[s.role]
+    who = "first-step student" if s.role == "step1" else "streaming student"
+    text = f"The {who} {s.label} stays within the paper's {margin:+.1f} % of the teacher's error"
+    text += f" rate on {set_name}"
+    columns = [c for c in table_columns(data, [s.label, teacher.label]) if c.set_name == set_name]
+    outcomes, parts, reasons = [], [], []
+    for c in compare(data, s.label, teacher.label, columns):
+        name = f"{c.column.label} {titles.get(c.column, '')}"
+        reason = kit.degenerate_reason(c.column.label, {}, (teacher.label, c.ref_rate))
+        change = kit.relative_change(c.ours_rate, c.ref_rate, c.column.label)
+        if reason is not None or change is None:
+            reasons.append(reason or f"{teacher.label} has no error")
+            parts.append(f"{name}: no verdict ({reasons[-1]})")
+            continue
+        outcomes.append(1 if change <= margin else -1)
+        parts.append(f"{name} {c.ours_rate:.2f} vs {c.ref_rate:.2f}, {change:+.1f} %")
+    if not outcomes:
+        return kit.no_verdict(text, "; ".join(reasons)) if reasons else _untested(text)
+    return Claim(text, kit.verdict_of(outcomes), "; ".join(parts))
+
+
+def _untested(text: str, why: str = "no result in a common column") -> Claim:
+    return Claim(text, kit.NOT_TESTED, why)
+
+
+def _streaming_claim(rows: Sequence[Sequence[str]]) -> list[Claim]:
+    """Chunk-by-chunk decoding against the chunk-masked decoding of the same students."""
+    equal = [r for r in rows if r[6] != DASH]
+    if not equal:
+        return []
+    same = ", ".join(f"{r[0]} {r[1]} {r[3]} {r[4]} vs {r[5]}" for r in equal)
+    verdict = kit.YES if all(r[6] == "yes" for r in equal) else kit.NO
+    return [Claim("Chunk-by-chunk decoding gives the chunk-masked result", verdict, same)]
+
+
+def claims(data: ReportData) -> list[Claim]:
+    """Two-step against single-step distillation, LF-MMI against MSE only, the students against
+    the teacher and streaming decoding against the chunk mask."""
+    labels, ablation = table2_rows(data), ablation_rows(data)
+    titles = {c: decoder_title(data, c, ablation) for c in table_columns(data, ablation)}
+    titles |= {c: decoder_title(data, c, labels) for c in table_columns(data, labels)}
+    out: list[Claim] = []
+    if not compare_two_step(data) and any(x.role == "step2" for x in data.systems):
+        step2 = [x.label for x in data.systems if x.role == "step2"]
+        single = [x.label for x in data.systems if x.role == "single_step"]
+        why = "no second-step and single-step systems with the same arch and (hist, chunk); "
+        why += f"second step: {', '.join(step2)}, single step: {', '.join(single) or DASH}"
+        out.append(_untested("Two-step distillation beats single-step", why))
+    for pair in compare_two_step(data):
+        for s in data.sets:
+            text = f"Two-step distillation ({pair.ours}) beats single-step ({pair.ref}) on {s}"
+            out.append(_pair_claim(f"{text} (paper: 15 % relative)", pair, s, titles))
+    out += [c for s in data.sets for c in _lfmmi_claim(data, s)]
+    if any(x.role == "teacher" for x in data.systems):
+        students = [data.system(x) for x in labels if data.system(x).role in PAPER_MARGIN]
+        out += [_margin_claim(data, st, s, titles) for st in students for s in data.sets]
+    return out + _streaming_claim(streaming_rows(data))
+
+
 def render_report(data: ReportData, title: str = "DistillW2V2") -> str:
     """The Markdown section."""
-    lines = [f"## {title}", ""]
+    lines = [f"## {title}", "", *kit.render_claims(claims(data))]
     lines += ["### Model configuration, parameters and RTF (Table 1)", "", *render_table1(data)]
     lines += ["### Two-step distillation (Table 2)", "", *render_table2(data)]
     lines += ["### First-step training objective (Table 3)", "", *render_table3(data)]
     streaming = render_streaming(data)
     if streaming:
         lines += ["### Streaming decoding", "", *streaming]
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# RESULTS.json
-# ---------------------------------------------------------------------------------------------
-
-# the error-rate metric of a (decoder, rate label): the paper's pairs plain, others qualified
-RESULT_METRICS = {(BEST_PATH, "PER"): "per", (LM, "WER"): "wer"}
-_RTF_METRICS = {
-    "cnn_channels": "cnn_dim",
-    "encoder_dim": "encoder_dim",
-    "ffn_dim": "ffn_dim",
-    "blocks": "blocks",
-    "params": "params",
-    "params_paper": "params_paper",
-    "rtf": "rtf",
-    "rtf_paper": "rtf_paper",
-    "rtf_streaming": "rtf_streaming",
-    "chunk_ms_short": "ms_per_chunk",
-}
-
-
-def result_metric(decoder: str, label: str) -> str:
-    """``per`` (best path, phones), ``wer`` (lexicon + LM, words), else ``<rate>_<decoder>``."""
-    return RESULT_METRICS.get((decoder, label), f"{label.lower()}_{decoder}")
-
-
-def result_system_names(systems: Sequence[SystemInfo]) -> dict[str, str]:
-    """Stable names: ``teacher``; a first-step student its setting (``m1`` … ``m4``); ``ss``
-    (second step); ``single_step``; any other (or colliding) system its label lower-case."""
-    proposed = {}
-    for s in systems:
-        if s.role == "teacher":
-            proposed[s.label] = "teacher"
-        elif s.role == "step1" and s.setting is not None:
-            proposed[s.label] = stable_name(s.setting)
-        elif s.role == "step2":
-            proposed[s.label] = "ss"
-        elif s.role == "single_step":
-            proposed[s.label] = "single_step"
-        else:
-            proposed[s.label] = stable_name(s.label)
-    return unique_names(proposed)
-
-
-def _rtf_rows(rows: ResultRows, data: ReportData) -> None:
-    if data.rtf is None:
-        return
-    by_model = {r["model"]: r for r in data.rtf["rows"]}
-    teacher = next((s for s in data.systems if s.role == "teacher"), None)
-    ref_model = teacher.arch if teacher and teacher.arch in by_model else None
-    ref = by_model.get(ref_model or "T1")
-    for r in data.rtf["rows"]:
-        system = f"arch_{stable_name(r['model'])}"
-        for key, metric in _RTF_METRICS.items():
-            rows.add(system, ALL, ALL, metric, _number(r.get(key)))
-        if r.get("params_paper"):
-            diff = 100.0 * (r["params"] - r["params_paper"]) / r["params_paper"]
-            rows.add(system, ALL, ALL, "params_paper_diff_pct", diff)
-        if ref and r["params"]:
-            rows.add(system, ALL, ALL, "times_smaller_than_ref", ref["params"] / r["params"])
-        if ref and ref.get("rtf") and r.get("rtf"):
-            rows.add(system, ALL, ALL, "times_faster_than_ref", ref["rtf"] / r["rtf"])
-
-
-def result_rows(data: ReportData) -> ResultRows:
-    """The numbers of every table: the RTF table's architectures (``arch_<model>``); per system
-    its size, context and decode RTF (set ``all``), α and β, and its error rates per set
-    (:func:`result_metric`; language: the one scored), the chunk-by-chunk streaming ones as
-    ``<metric>_streaming``."""
-    names = result_system_names(data.systems)
-    rows = ResultRows()
-    _rtf_rows(rows, data)
-    teacher = next((s for s in data.systems if s.role == "teacher"), None)
-    for s in data.systems:
-        system = names[s.label]
-        rows.add(system, ALL, ALL, "params", s.params)
-        paper = PAPER_TABLE1.get(s.arch)
-        rows.add(system, ALL, ALL, "params_paper", paper[0] if paper else None)
-        if teacher and s.params:
-            rows.add(system, ALL, ALL, "times_smaller_than_teacher", teacher.params / s.params)
-        rows.add(system, ALL, ALL, "history_frames", s.history)
-        rows.add(system, ALL, ALL, "chunk_frames", s.chunk)
-        rows.add(system, ALL, ALL, "latency_ms", s.latency_ms)
-        rows.add(system, ALL, ALL, "alpha", s.alpha)
-        rows.add(system, ALL, ALL, "beta", s.beta)
-        timed = [data.results.get((s.label, x, BEST_PATH)) for x in data.sets]
-        timed = [r for r in timed if r and r.decode_seconds is not None and r.audio_seconds]
-        if timed:
-            seconds = sum(r.decode_seconds or 0.0 for r in timed)
-            rows.add(
-                system, ALL, ALL, "decode_rtf", seconds / sum(r.audio_seconds or 0.0 for r in timed)
-            )
-    for (label, set_name, decoder), r in data.results.items():
-        rows.add(names[label], set_name, r.language, result_metric(decoder, r.label), r.rate)
-    for (label, set_name, decoder), r in data.streaming.items():
-        metric = result_metric(decoder, r.label) + "_streaming"
-        rows.add(names[label], set_name, r.language, metric, r.rate)
-        rtf_metric = "decode_rtf_streaming" + ("_lm" if decoder == LM else "")
-        rows.add(names[label], set_name, r.language, rtf_metric, r.rtf)
-    return rows
+    return kit.join_section(lines)
 
 
 def write_report(
@@ -1082,8 +457,4 @@ def write_report(
     """Load the inputs (systems: label → system dir, in table order) and write the Markdown and
     RESULTS.json beside it."""
     data = collect(systems, sets, rtf)
-    text = render_report(data, title)
-    out = Path(out)
-    write_results_json(result_rows(data), results_json_path(out))
-    atomic_write_text(out, text)
-    return out
+    return kit.write_section(out, render_report(data, title), result_rows(data))
