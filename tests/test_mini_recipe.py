@@ -52,8 +52,9 @@ def test_data_stages_make_manifests_features_units(mini_run) -> None:
         assert set(summary["test"]) == metrics | {"num_utts"}
     assert not list(data.rglob(".tmp-*")), "temporary files left behind"
     report = (tmp / "RESULTS.md").read_text()
-    assert "conv256-phone-ctc-greedy (per)" in report and "## Environment" in report
-    assert "./run.sh --scale tiny" in report  # the recipe command is recorded
+    details = (tmp / "RESULTS-details.md").read_text()
+    assert "conv256-phone-ctc-greedy (per)" in report and "## Environment" in details
+    assert "./run.sh --scale tiny" in details  # the recipe command is recorded
 
 
 def test_rerun_skips_and_changed_config_reruns(mini_run) -> None:

@@ -124,7 +124,8 @@ def test_pepsi_mini_recipe_report(pepsi_run) -> None:
     )
     assert "| Pruned on | alive 100.0% | alive 80.0% |" in report
     results = (out / "RESULTS.md").read_text()
-    assert "## PEPSI on the mini corpus" in results and "### pepsi" in results
+    assert "## PEPSI on the mini corpus" in results and "## What this run shows" in results
+    assert "### pepsi" in (out / "RESULTS-details.md").read_text()  # the per-method tables
     assert "](exp/pepsi/fig4_prune_ko.png)" in results  # links rebased to RESULTS.md
     assert "Table 4" not in report
 

@@ -672,6 +672,16 @@ def _rtf_rows(rows: ResultRows, data: ReportData) -> None:
             rows.add(system, ALL, ALL, "times_faster_than_ref", ref["rtf"] / r["rtf"])
 
 
+def decode_rtf(data: ReportData, label: str) -> tuple[float | None, list[str]]:
+    """Decode time / audio over the best-path decodes of all sets, and their devices."""
+    results = [data.results.get((label, s, BEST_PATH)) for s in data.sets]
+    timed = [r for r in results if r and r.decode_seconds is not None and r.audio_seconds]
+    if not timed:
+        return None, []
+    rtf = sum(r.decode_seconds or 0.0 for r in timed) / sum(r.audio_seconds or 0.0 for r in timed)
+    return rtf, sorted({str(r.device) for r in timed if r.device})
+
+
 def result_rows(data: ReportData) -> ResultRows:
     """The numbers of every table: the RTF table's architectures (``arch_<model>``); per system
     its size, context and decode RTF (set ``all``), α and β, and its error rates per set
@@ -693,13 +703,7 @@ def result_rows(data: ReportData) -> ResultRows:
         rows.add(system, ALL, ALL, "latency_ms", s.latency_ms)
         rows.add(system, ALL, ALL, "alpha", s.alpha)
         rows.add(system, ALL, ALL, "beta", s.beta)
-        timed = [data.results.get((s.label, x, BEST_PATH)) for x in data.sets]
-        timed = [r for r in timed if r and r.decode_seconds is not None and r.audio_seconds]
-        if timed:
-            seconds = sum(r.decode_seconds or 0.0 for r in timed)
-            rows.add(
-                system, ALL, ALL, "decode_rtf", seconds / sum(r.audio_seconds or 0.0 for r in timed)
-            )
+        rows.add(system, ALL, ALL, "decode_rtf", decode_rtf(data, s.label)[0])
     for (label, set_name, decoder), r in data.results.items():
         rows.add(names[label], set_name, r.language, result_metric(decoder, r.label), r.rate)
     for (label, set_name, decoder), r in data.streaming.items():

@@ -33,6 +33,7 @@ from speechkd.eval.distill_w2v2_data import (
     compare,
     compare_lfmmi,
     compare_two_step,
+    decode_rtf,
     decoder_title,
     load_decode,
     mse_reference,
@@ -189,13 +190,8 @@ def render_table1(data: ReportData) -> list[str]:
 
 
 def _decode_rtf(data: ReportData, label: str) -> str:
-    results = [data.results.get((label, s, BEST_PATH)) for s in data.sets]
-    timed = [r for r in results if r and r.decode_seconds is not None and r.audio_seconds]
-    if not timed:
-        return DASH
-    rtf = sum(r.decode_seconds or 0.0 for r in timed) / sum(r.audio_seconds or 0.0 for r in timed)
-    devices = sorted({str(r.device) for r in timed if r.device})
-    return f"{rtf:.4f}" + (f" ({', '.join(devices)})" if devices else "")
+    rtf, devices = decode_rtf(data, label)
+    return _opt(rtf, ".4f") + (f" ({', '.join(devices)})" if devices else "")
 
 
 def render_table2(data: ReportData) -> list[str]:
