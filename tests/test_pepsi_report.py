@@ -15,7 +15,7 @@ from speechkd.eval.pepsi_data import (
     build_group,
     fill_params,
     load_error_rates,
-    load_params,
+    load_system_params,
 )
 from speechkd.eval.pepsi_report import format_count, render_report
 from speechkd.eval.results_json import load_results_json
@@ -76,17 +76,21 @@ def test_scores_file_errors(tmp_path: Path) -> None:
 def test_params_sources_and_filling(tmp_path: Path) -> None:
     trained = write_json(tmp_path / "p.json", {"total": 1000, "trainable": 10, "inference": 500})
     ticket = write_json(tmp_path / "result.json", {"alive_params": 500, "round": 7})
-    assert load_params(None) == Params(None, 0, None)
-    assert load_params(trained) == Params(1000, 10, 500)
-    assert load_params(ticket) == Params(None, 0, 500)
+    assert load_system_params(None) == Params(None, 0, None)
+    assert load_system_params(trained) == Params(1000, 10, 500)
+    assert load_system_params(ticket) == Params(None, 0, 500)
     bad = write_json(tmp_path / "bad.json", {"total": 1000, "trainable": -1, "inference": 5})
     with pytest.raises(DataError, match="'trainable' must be a non-negative integer"):
-        load_params(bad)
+        load_system_params(bad)
     with pytest.raises(DataError, match="neither params.json"):
-        load_params(write_json(tmp_path / "x.json", {"total": 3}))
+        load_system_params(write_json(tmp_path / "x.json", {"total": 3}))
     filled = fill_params(
         "ko",
-        {"zero-shot": load_params(None), "LTH": load_params(ticket), "PEPSI": load_params(trained)},
+        {
+            "zero-shot": load_system_params(None),
+            "LTH": load_system_params(ticket),
+            "PEPSI": load_system_params(trained),
+        },
     )
     assert filled["zero-shot"] == Params(1000, 0, 1000) and not filled["zero-shot"].pruned
     assert filled["LTH"] == Params(1000, 0, 500) and filled["LTH"].pruned

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
 from speechkd.eval.markdown import md_parse_table
-from speechkd.eval.report_kit import DASH, load_json_object, load_scores, pooled_counts
+from speechkd.eval.report_kit import DASH, load_json_object, load_params, load_scores, pooled_counts
 from speechkd.eval.results_json import ALL, ResultRows, stable_name, unique_names
 
 METRICS = ("cer", "wer")  # column order (the paper: CER, then WER)
@@ -89,29 +89,24 @@ class Params:
         return self.total is not None and self.inference is not None and self.inference < self.total
 
 
-def _count_field(path: Path, data: dict, key: str) -> int:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise DataError(f"{path}: field {key!r} must be a non-negative integer, got {value!r}")
-    return value
-
-
-def load_params(path: str | os.PathLike | None) -> Params:
-    """Counts of ``params.json`` (total, trainable, inference), of an IMP ticket's
-    ``result.json`` (alive_params; nothing trained), or of none (the foundation model)."""
+def load_system_params(path: str | os.PathLike | None) -> Params:
+    """Counts of ``params.json`` (:func:`speechkd.eval.report_kit.load_params`), of an IMP
+    ticket's ``result.json`` (alive_params; nothing trained), or of none (the foundation model)."""
     if path is None:
         return Params(None, 0, None)
     path = Path(path)
     data = load_json_object(path, "params file")
     if "inference" in data:
-        return Params(
-            _count_field(path, data, "total"),
-            _count_field(path, data, "trainable"),
-            _count_field(path, data, "inference"),
+        counts = load_params(path)
+        return Params(counts["total"], counts["trainable"], counts["inference"])
+    alive = data.get("alive_params")
+    if alive is None:
+        raise DataError(f"{path}: neither params.json (inference) nor an IMP result (alive_params)")
+    if isinstance(alive, bool) or not isinstance(alive, int) or alive < 0:
+        raise DataError(
+            f"{path}: field 'alive_params' must be a non-negative integer, got {alive!r}"
         )
-    if "alive_params" in data:
-        return Params(None, 0, _count_field(path, data, "alive_params"))
-    raise DataError(f"{path}: neither params.json (inference) nor an IMP result (alive_params)")
+    return Params(None, 0, alive)
 
 
 def fill_params(group: str, params: Mapping[str, Params]) -> dict[str, Params]:
@@ -180,7 +175,7 @@ def build_group(
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise ConfigError(f"{name}: systems given twice: {duplicated}")
-    params = fill_params(name, {n: load_params(p) for n, _, p in specs})
+    params = fill_params(name, {n: load_system_params(p) for n, _, p in specs})
     systems = [System(n, Path(d), params[n]) for n, d, _ in specs]
     return Group(name, list(sets), systems)
 
