@@ -330,10 +330,26 @@ def test_claims_and_degenerate_references(tmp_path: Path) -> None:
     text = out.read_text(encoding="utf-8")
     gap = text.split("### Gap closed")[1].split("###")[0]
     assert "| System |" not in gap and "n/a" not in gap
-    assert "**no verdict: the reference systems are degenerate** (whisper-large 15.00 is not" in gap
+    assert "**no verdict: the reference systems are degenerate** (in-domain: whisper-large" in gap
     assert (
         "- The teacher beats the zero-shot student on every target language (in-domain WER): "
         "**no** (ca 50.00 vs 10.00, th 60.00 vs 20.00)." in text
     )
     assert "DistilWhisper closes part of the teacher–student gap" in text
     assert text.count("no gap to close") == 4  # two claims, the line replacing the table (x2)
+
+
+def test_no_gap_is_taken_from_a_teacher_at_chance(tmp_path: Path) -> None:
+    dirs = _make(tmp_path)
+    _decode(dirs["whisper-large"], "test_ood", {"ca": 10, "th": 10})  # 100 % WER
+    systems = {n: dirs[n] for n in ERRORS}
+    args = ("whisper-small", "whisper-large", ["test"], ["test_ood"])
+    text = write_report(systems, *args, tmp_path / "r.md").read_text(encoding="utf-8")
+    gap = text.split("### Gap closed")[1].split("###")[0]
+    assert "| System | in-domain avg | test:ca | test:th |" in gap
+    assert "| DistilWhisper | 62.5 | 50.0 | 75.0 |" in gap and "test_ood" not in gap
+    assert "degenerate** (out-of-domain: whisper-large 100.00 WER ≥ 95)." in gap
+    assert (
+        "gap (out-of-domain avg; paper: 35.2 % out of domain): **no verdict: the reference "
+        "systems are degenerate** (whisper-large 100.00 WER ≥ 95)." in text
+    )

@@ -273,12 +273,13 @@ def render_report(
     lines = [f"## {title}", "", *kit.render_claims(claims(scores, small, large, domains))]
     lines += ["### Error rates (Table 1)", "", *render_wer_table(scores, domains)]
     lines += [f"### Gap closed between {small} and {large}", ""]
-    reasons = [r for d in domains if (r := gap_reason(scores, small, large, d))]
-    if len(reasons) == len(domains):
-        lines += [f"**{kit.NO_VERDICT}** ({'; '.join(reasons)}).", ""]
-    else:
-        table = compute_gap_table(scores, small, large, domains)
+    reasons = {d.name: r for d in domains if (r := gap_reason(scores, small, large, d))}
+    if kept := [d for d in domains if d.name not in reasons]:  # no gap taken from degenerate ones
+        table = compute_gap_table(scores, small, large, kept)
         lines += render_gap_table(table, small, large, metric_label(scores))
+    if reasons:
+        shown = "; ".join(f"{name}: {r}" for name, r in reasons.items())
+        lines += [f"**{kit.NO_VERDICT}** ({shown}).", ""]
     lines += ["### Parameters", "", *render_params_table(list(scores), params or {}, small)]
     if gate_usage:
         lines += ["### Gate activation (Fig. 2)", ""]
