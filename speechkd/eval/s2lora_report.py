@@ -214,7 +214,8 @@ def claims(
             out.append(dataclasses.replace(claim, evidence=f"{claim.evidence}; {shares}"))
     out += [_forgets(results, base, s) for s in out_of_domain if base is not None]
     collapsed = [r.name for r in results if r.collapse]
-    evidence = f"collapsed: {', '.join(collapsed)}" if collapsed else f"{len(results) - 1} methods"
+    methods = sum(r.name != baseline for r in results)
+    evidence = f"collapsed: {', '.join(collapsed)}" if collapsed else f"{methods} methods"
     out.append(Claim("Every method learned an update", kit.NO if collapsed else kit.YES, evidence))
     return out
 
