@@ -1,4 +1,6 @@
-"""Write RESULTS.md from the scores-*.json files under experiment directories.
+"""Write RESULTS.md from the scores-*.json files under experiment directories: what the run shows
+(the claims of the report sections) and the sections' tables; RESULTS-details.md beside it holds
+the environment, the commands, the per-method tables and the sclite-style tables per set.
 
 Example::
 
@@ -26,7 +28,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--exp-dir", action="append", required=True, help="experiment root (repeatable)"
     )
-    parser.add_argument("--out", required=True, help="Markdown file to write (RESULTS.md)")
+    parser.add_argument(
+        "--out", required=True, help="Markdown file to write (RESULTS.md; its details beside it)"
+    )
     parser.add_argument("--title", default="Results")
     parser.add_argument(
         "--commands-file",
