@@ -32,6 +32,12 @@ def test_the_degeneracy_rule() -> None:
         "M 0.18 bleu < 1, C 0.07 bleu < 1"
     )
     assert kit.degenerate_reason("cer", {"FT": 22.6, "zero-shot": 105.0}) is None
+    # a teacher that does not beat its student leaves no gap to close
+    assert kit.degenerate_reason("wer", {}, ("T", 20.0), ("S", 19.0)) == (
+        "S 19.00 is not worse than T 20.00 wer: no gap to close"
+    )
+    assert kit.degenerate_reason("wer", {}, ("T", 20.0), ("S", 20.004)) is not None  # a tie
+    assert kit.degenerate_reason("wer", {}, ("T", 20.0), ("S", 120.0)) is None
     assert (
         kit.degenerate_reason("cer", {"a": 96.0, "b": 99.0}) == "a 96.00 cer ≥ 95, b 99.00 cer ≥ 95"
     )

@@ -149,10 +149,7 @@ def gap_reason(
     """Why the gap of ``domain`` says nothing: the teacher at chance, or no gap to close."""
     metric = metric_label(scores)
     s, g = (domain_average(scores[n], domain) for n in (small, large))
-    reason = degenerate_reason(metric, {}, teacher=(large, g))
-    if reason is None and not (math.isfinite(s - g) and s - g > 0):
-        reason = f"{small} {s:.2f} is not worse than {large} {g:.2f} {metric}: no gap to close"
-    return reason
+    return degenerate_reason(metric, {}, teacher=(large, g), student=(small, s))
 
 
 def _shares(path: Path, data: dict, part: str) -> dict[str, float]:

@@ -254,11 +254,21 @@ def degenerate_reason(
     metric: str,
     compared: Mapping[str, float | None],
     teacher: tuple[str, float | None] | None = None,
+    student: tuple[str, float | None] | None = None,
 ) -> str | None:
-    """Why a claim has no verdict, or None: its ``teacher`` (label, score) is at chance, or every
-    one of the ``compared`` systems is (their differences are noise)."""
+    """Why a claim has no verdict, or None: its ``teacher`` (label, score) is at chance, or does
+    not beat the ``student`` it is to be compared with (no gap to close), or every one of the
+    ``compared`` systems is at chance (their differences are noise)."""
     if teacher is not None and at_chance(teacher[1], metric):
         return _chance_text(teacher[0], teacher[1], metric)
+    if teacher is not None and teacher[1] is not None and student is not None:
+        (t_label, t), (s_label, s) = teacher, student
+        if s is None or not math.isfinite(s):
+            return f"{s_label} has no finite {metric}"
+        if not beats(t, s, metric):
+            return (
+                f"{s_label} {s:.2f} is not worse than {t_label} {t:.2f} {metric}: no gap to close"
+            )
     if compared and all(at_chance(v, metric) for v in compared.values()):
         return ", ".join(_chance_text(k, v, metric) for k, v in compared.items())
     return None
