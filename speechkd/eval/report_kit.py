@@ -358,9 +358,9 @@ def rule_note() -> str:
     return (
         f"Verdicts are computed from the tables below; scores closer than {TIE} count as a tie. "
         f"A system is at chance with BLEU < {BLEU_FLOOR:g} or an error rate ≥ "
-        f"{ERROR_RATE_CEILING:g} %: a comparison against a teacher at chance, or among systems "
-        "that are all at chance, has no verdict, and no relative change is taken from a "
-        "reference at chance."
+        f"{ERROR_RATE_CEILING:g} %: a comparison against a teacher at chance (or one that does "
+        "not beat its student), or among systems that are all at chance, has no verdict, and no "
+        "relative change is taken from a reference at chance."
     )
 
 
