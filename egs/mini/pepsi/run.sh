@@ -4,7 +4,7 @@
 # and is adapted to each low-resource target language (ko), with en as the high-resource control;
 # the mini child-speech corpus (English) plays ClovaCall, the same language in another domain. The
 # method stages are the ones of the real recipe (local/recipes/pepsi.sh); sizes and budgets are
-# fitted to 2 CPU cores (64 training utterances a language, 2 epochs, IMP rounds of 1 epoch
+# fitted to 2 CPU cores (40 training utterances a language, 2 epochs, IMP rounds of 1 epoch
 # pruning 30% of what is alive: 2 rounds to 50%, where the paper prunes 10% a round for 2 epochs).
 #   ./run.sh                                  # everything: foundation models, systems, report
 #   ./run.sh --stage 10 --stop-stage 10       # only the zero-shot decodes
@@ -22,9 +22,9 @@ mini_exp=../exp         # ../run.sh's experiments (the foundation models of stag
 foundation=student      # the Whisper to adapt: student (whisper-base) or teacher (fine-tuned)
 encoder_window=14       # encoder input in seconds (the longest utterance used is 13.3 s; "" keeps 18 s)
 languages="ko en"       # target languages: one model each (en: the high-resource control)
-train_size=64           # training utterances per language (random; all: every one)
+train_size=40           # training utterances per language (random; all: every one)
 dev_size=20             # dev utterances per language (validation loss)
-test_size=40            # test utterances per language and of the child speech
+test_size=30            # test utterances per language and of the child speech
 cer_languages="zh ja ko th"
 data=data
 expdir=exp
