@@ -18,11 +18,11 @@ frame), see ``chain::DenominatorGraph::SetInitialProbs``.
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 
 from speechkd.mmi.fsa import Fsa
+from speechkd.mmi.sparse import csr_matrix
 
 DEFAULT_LEAK_ITERS = 100
 
@@ -34,11 +34,7 @@ def leaky_hmm_distribution(fsa: Fsa, num_iters: int = DEFAULT_LEAK_ITERS) -> tor
         return fsa._cache[key]
     S = fsa.num_states
     weights = torch.exp(fsa.scores.double()).cpu()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        trans_t = torch.sparse_coo_tensor(
-            torch.stack([fsa.dst.cpu(), fsa.src.cpu()]), weights, (S, S)
-        ).coalesce()
+    trans_t = csr_matrix(fsa.dst.cpu(), fsa.src.cpu(), weights, (S, S))
     cur = torch.zeros(S, 1, dtype=torch.float64)
     cur[0] = 1.0
     avg = torch.zeros(S, 1, dtype=torch.float64)

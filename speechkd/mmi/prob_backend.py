@@ -13,7 +13,10 @@ Arcs are grouped into (destination state, emission row) pairs ``d``, so that one
 
 and the backward pass uses the transposed CSR matrix; the gradient (pdf occupation posteriors)
 of frame ``t`` is ``y * e * beta[dst(d)]`` normalised to sum to one per utterance and frame.
-Sparse CSR products keep the cost at O(A * C) per frame with small constants on CPU and GPU.
+Sparse CSR products (32-bit indices) keep the cost at O(A * C) per frame with small constants on
+CPU and GPU; the loops hold only the products and a few element-wise operations per frame. When
+``T * D * C`` is small (``KEEP_PAIR_VALUES``) the pair emissions and values of every frame are
+kept, and the posteriors of all frames are made in one pass after the backward recursion.
 
 All arithmetic is in ``dtype`` (float64 by default; float32 halves memory and suits GPUs, but
 emissions more than ~87 nats below the frame's best pdf then underflow to zero).
@@ -21,23 +24,14 @@ emissions more than ~87 nats below the frame's best pdf then underflow to zero).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 
 from speechkd.mmi.graph_batch import GraphBatch
+from speechkd.mmi.sparse import csr_matrix
 
 KEEP_PAIR_VALUES = 1 << 23  # keep per-frame pair values when T * D * C is at most this
-
-
-def _csr(
-    rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
-) -> torch.Tensor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), values, shape).coalesce()
-        return coo.to_sparse_csr()
 
 
 def _spmm(csr: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
@@ -71,13 +65,13 @@ def build_prob_graph(batch: GraphBatch, dtype: torch.dtype) -> ProbGraph:
     D = int(uniq.numel())
     pair_dst, pair_emit = uniq // R, uniq % R
     w = torch.exp(batch.score).to(dtype)
-    weights = _csr(pair_of_arc, batch.src, w, (D, S))
-    weights_t = _csr(batch.src, pair_of_arc, w, (S, D))
+    weights = csr_matrix(pair_of_arc, batch.src, w, (D, S))
+    weights_t = csr_matrix(batch.src, pair_of_arc, w, (S, D))
     ones = torch.ones(D, dtype=dtype, device=device)
     pair_ids = torch.arange(D, device=device)
     identity = D == S and bool((pair_dst == torch.arange(S, device=device)).all())
-    combine = None if identity else _csr(pair_dst, pair_ids, ones, (S, D))
-    emit_reduce = _csr(pair_emit, pair_ids, ones, (R, D))
+    combine = None if identity else csr_matrix(pair_dst, pair_ids, ones, (S, D))
+    emit_reduce = csr_matrix(pair_emit, pair_ids, ones, (R, D))
     if batch.shared:
         used = torch.zeros(batch.num_pdfs, dtype=torch.bool, device=device)
         used[batch.emit] = True
@@ -88,9 +82,9 @@ def build_prob_graph(batch: GraphBatch, dtype: torch.dtype) -> ProbGraph:
         used[batch.emit] = True
         used = used.reshape(B, batch.num_pdfs)
         state_ones = torch.ones(S, dtype=dtype, device=device)
-        state_utt = _csr(batch.state_utt, torch.arange(S, device=device), state_ones, (B, S))
+        state_utt = csr_matrix(batch.state_utt, torch.arange(S, device=device), state_ones, (B, S))
         pair_utt_index = batch.state_utt[pair_dst]
-        pair_utt = _csr(pair_utt_index, pair_ids, ones, (B, D))
+        pair_utt = csr_matrix(pair_utt_index, pair_ids, ones, (B, D))
     return ProbGraph(
         D,
         weights,
@@ -155,32 +149,37 @@ class ProbSpaceTotalScores(torch.autograd.Function):
         S, C = batch.num_states, batch.num_cols
         alphas = torch.empty(T + 1, S, C, dtype=dtype, device=ll.device)
         alphas[0] = batch.start_values(0.0, 1.0, dtype)
-        log_norm = torch.empty(T, B, dtype=torch.float64, device=ll.device)
-        eta_pi_col = eta_pi.to(dtype)[:, None] if eta_pi is not None else None
+        norms = torch.empty(T, B, dtype=dtype, device=ll.device)
+        leak = _Leak(batch, eta_pi, dtype) if eta_pi is not None else None
         # small problems (numerators): gather the pair emissions once and keep the products
         keep = T * pg.num_pairs * C <= KEEP_PAIR_VALUES
-        em_pairs = em.index_select(1, pg.pair_emit) if keep else None
+        em_pairs = _gather_rows(em, pg.pair_emit) if keep else None
+        emit_flat = None if keep else _flat_index(pg.pair_emit, C)
         xs = torch.empty(T, pg.num_pairs, C, dtype=dtype, device=ll.device) if keep else None
         for t in range(T):
-            e_t = em_pairs[t] if keep else em[t].index_select(0, pg.pair_emit)
-            x = _spmm(pg.weights, alphas[t]) * e_t
+            y = _spmm(pg.weights, alphas[t])
             if keep:
-                xs[t] = x
+                x = torch.mul(y, em_pairs[t], out=xs[t])
+            else:
+                x = y.mul_(em[t].reshape(-1)[emit_flat].reshape(y.shape))
             a = x if pg.combine is None else _spmm(pg.combine, x)
-            if eta_pi_col is not None:
-                a = a + batch.utt_cells(sums.states(a)) * eta_pi_col
-            c = sums.states(a)
-            log_norm[t] = torch.log(c.double())
-            torch.div(a, batch.utt_cells(_positive(c)), out=alphas[t + 1])
+            s = sums.states(a)
+            c = s if leak is None else leak.norm(s)
+            norms[t] = c
+            inv = batch.utt_cells(_positive(c).reciprocal())
+            torch.mul(a, inv, out=alphas[t + 1])
+            if leak is not None:  # (a + s * eta_pi) / c
+                leak.add_to(alphas[t + 1], s, inv)
         last = _last_frame(batch, alphas, lengths)
         fin = sums.states(last * torch.exp(batch.final).to(dtype)[:, None])
+        log_norm = torch.log(norms.double())
         valid = torch.arange(T, device=ll.device)[None, :] < lengths[:, None]  # [B, T]
         total = (
             torch.where(valid.T, log_norm, torch.zeros_like(log_norm)).sum(0)
             + (shift.double() * valid).sum(1)
             + torch.log(fin.double())
         )
-        ctx.batch, ctx.pg, ctx.eta_pi_col, ctx.keep = batch, pg, eta_pi_col, keep
+        ctx.batch, ctx.pg, ctx.leak, ctx.keep = batch, pg, leak, keep
         if keep:
             ctx.save_for_backward(em_pairs, xs, lengths, total)
         else:
@@ -190,10 +189,9 @@ class ProbSpaceTotalScores(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_total):  # type: ignore[override]
         em, alphas, lengths, total = ctx.saved_tensors  # (em_pairs, xs, ...) when ctx.keep
-        keep = ctx.keep
         batch: GraphBatch = ctx.batch
         pg: ProbGraph = ctx.pg
-        eta_pi_col = ctx.eta_pi_col
+        leak: _Leak | None = ctx.leak
         sums = _Sums(batch, pg)
         T, S, C = batch.num_frames, batch.num_states, batch.num_cols
         dtype = em.dtype
@@ -201,24 +199,98 @@ class ProbSpaceTotalScores(torch.autograd.Function):
         g = torch.where(alive, grad_total.double(), torch.zeros_like(total)).to(dtype)
         final_cells = torch.exp(batch.final).to(dtype)[:, None].expand(S, C)
         cell_len = batch.utt_cells(lengths)
-        grad_em = torch.zeros(T, batch.num_rows, C, dtype=grad_total.dtype, device=em.device)
+        ends = set(lengths.tolist())
+        # keep: the pair values z = x * beta[dst] of every frame, turned into posteriors at the end
+        zs = torch.empty_like(alphas) if ctx.keep else None
+        grad_em = None
+        if not ctx.keep:
+            grad_em = torch.zeros(T, batch.num_rows, C, dtype=grad_total.dtype, device=em.device)
+        emit_flat = None if ctx.keep else _flat_index(pg.pair_emit, C)
         beta = torch.zeros(S, C, dtype=dtype, device=em.device)
         for t in range(T, 0, -1):
-            beta = torch.where(cell_len == t, final_cells, beta)
-            if eta_pi_col is not None:
-                beta = beta + batch.utt_cells(sums.states(beta * eta_pi_col))
-            gb = beta.index_select(0, pg.pair_dst)
-            if keep:
+            if t in ends:
+                beta = torch.where(cell_len == t, final_cells, beta)
+            if leak is not None:  # d/d(pre-leak alpha): beta(i) + eta * sum_j pi(j) beta(j)
+                beta = leak.back(beta)
+            gb = beta if pg.combine is None else beta.index_select(0, pg.pair_dst)
+            if ctx.keep:
                 w = em[t - 1] * gb
-                z = alphas[t - 1] * gb
+                torch.mul(alphas[t - 1], gb, out=zs[t - 1])
             else:
-                w = em[t - 1].index_select(0, pg.pair_emit) * gb
+                w = em[t - 1].reshape(-1)[emit_flat].reshape(gb.shape) * gb
                 z = _spmm(pg.weights, alphas[t - 1]) * w
-            scale = g / _positive(sums.pairs(z))
-            grad_em[t - 1] = _spmm(pg.emit_reduce, z * sums.pair_cells(scale)).to(grad_em.dtype)
+                scale = g / _positive(sums.pairs(z))
+                grad_em[t - 1] = _spmm(pg.emit_reduce, z * sums.pair_cells(scale))
             prev = _spmm(pg.weights_t, w)
-            beta = prev / batch.utt_cells(_positive(sums.states(prev)))
+            beta = prev * batch.utt_cells(_positive(sums.states(prev)).reciprocal())
+        if ctx.keep:
+            grad_em = _frame_posteriors(batch, pg, zs, g).to(grad_total.dtype)
         return batch.unstack(grad_em), None, None, None, None
+
+
+class _Leak:
+    """The leaky HMM's rank-one update: ``a + eta_pi * sum(a)`` per utterance, and its transpose."""
+
+    def __init__(self, batch: GraphBatch, eta_pi: torch.Tensor, dtype: torch.dtype) -> None:
+        self.batch = batch
+        eta_pi = eta_pi.to(dtype)
+        self.col = eta_pi[:, None]  # [S, 1]
+        S = batch.num_states
+        if batch.shared:
+            self.rows = eta_pi[None, :]  # [1, S]: sum_j eta_pi(j) x(j) is one product
+        else:
+            states = torch.arange(S, device=eta_pi.device)
+            self.rows = csr_matrix(batch.state_utt, states, eta_pi, (batch.batch_size, S))
+        self.scale = 1.0 + self.weighted_sums(torch.ones(S, 1, dtype=dtype, device=eta_pi.device))
+
+    def weighted_sums(self, x: torch.Tensor) -> torch.Tensor:
+        """``sum_j eta_pi(j) x(j)`` per utterance (``[C]`` shared, ``[B]`` union)."""
+        if self.batch.shared:
+            return (self.rows @ x).reshape(-1)
+        return _spmm(self.rows, x).reshape(-1)
+
+    def norm(self, s: torch.Tensor) -> torch.Tensor:
+        """The per-utterance sums after the leak, from those before (``s``)."""
+        return s * self.scale
+
+    def add_to(self, out: torch.Tensor, s: torch.Tensor, inv: torch.Tensor) -> None:
+        """``out += eta_pi * s * inv`` (``inv`` broadcast like state values)."""
+        out.addcmul_(self.col, self.batch.utt_cells(s) * inv)
+
+    def back(self, beta: torch.Tensor) -> torch.Tensor:
+        """``beta(i) + sum_j eta_pi(j) beta(j)``: the gradient w.r.t. the pre-leak values."""
+        return beta + self.batch.utt_cells(self.weighted_sums(beta))
+
+
+def _frame_posteriors(
+    batch: GraphBatch, pg: ProbGraph, zs: torch.Tensor, g: torch.Tensor
+) -> torch.Tensor:
+    """Emission-row gradients ``[T, R, C]`` from the pair values ``zs [T, D, C]`` (in place):
+    each frame's values normalised to ``g`` per utterance, summed per emission row."""
+    T, _, C = zs.shape
+    if batch.shared:
+        totals = zs.sum(1)  # [T, C]
+        zs.mul_((g[None, :] / _positive(totals))[:, None, :])
+    else:
+        totals = torch.zeros(T, batch.batch_size, dtype=zs.dtype, device=zs.device)
+        totals.index_add_(1, pg.pair_utt_index, zs[..., 0])
+        scale = g[None, :] / _positive(totals)  # [T, B]
+        zs.mul_(scale[:, pg.pair_utt_index, None])
+    out = torch.zeros(T, batch.num_rows * C, dtype=zs.dtype, device=zs.device)
+    out.index_add_(1, _flat_index(pg.pair_emit, C), zs.reshape(T, -1))
+    return out.reshape(T, batch.num_rows, C)
+
+
+def _flat_index(rows: torch.Tensor, cols: int) -> torch.Tensor:
+    """Flat indices of the elements of ``rows`` in a row-major matrix of ``cols`` columns."""
+    return (rows[:, None] * cols + torch.arange(cols, device=rows.device)).reshape(-1)
+
+
+def _gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``x [T, R, C]`` at ``rows`` along dim 1 (one flat gather: rows of C elements are slow)."""
+    T, _, C = x.shape
+    flat = x.reshape(T, -1).index_select(1, _flat_index(rows, C))
+    return flat.reshape(T, rows.numel(), C)
 
 
 def _last_frame(batch: GraphBatch, alphas: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
