@@ -10,6 +10,18 @@ per utterance-frame for forward+backward (median over ``--repeats`` after a warm
 memory of a fresh process running the case (CPU: peak RSS; CUDA: peak allocated). Numerators: CTC
 graphs of batch 8, T=300, U=100 against ``torch.nn.functional.ctc_loss`` on the same problem.
 The markdown table goes to ``--out``.
+
+With ``--den-graph`` (repeatable) the given denominator graphs (``den.fst.txt``) are timed
+instead, as one training update sees them: ``--batch`` utterances of ``--frames`` frames, the
+denominator forward and backward, the whole LF-MMI loss and a whole update (forward of a
+randomly initialised ``--student`` model on noise, loss, backward, Adam step) for the two
+criteria of DistillW2V2: ``lfmmi`` (teacher fine-tuning: CTC numerators of random phone
+sequences, cross-entropy regulariser 0.1) and ``distill`` (step 1: the teacher-posterior mask
+numerator on the same graph). Reported: medians in ms and the denominator's forward+backward
+share of the update::
+
+    python -m speechkd.bin.benchmark_mmi --threads 1 --den-graph data/lang_den_en_o3/den.fst.txt \
+        --den-graph data/lang_den_en_o4/den.fst.txt --out exp/benchmark_den.md
 """
 
 from __future__ import annotations
@@ -127,12 +139,37 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--devices", default="auto", help="comma list of cpu,cuda; 'auto' = cpu (+cuda if present)"
     )
+    update = parser.add_argument_group("training-update timing of given denominator graphs")
+    update.add_argument(
+        "--den-graph", type=Path, action="append", default=[], help="den.fst.txt (repeatable)"
+    )
+    update.add_argument("--batch", type=int, default=2, help="utterances per update")
+    update.add_argument("--frames", type=int, default=100, help="frames per utterance")
+    update.add_argument(
+        "--student", default="tiny_student", help="model architecture (conf/distill_w2v2/arch) "
+        "of the update, or 'none' for the loss alone",
+    )  # fmt: skip
+    update.add_argument(
+        "--leaky-hmm-coefficient", type=float, default=LEAKY, help="denominator leaky HMM"
+    )
+    update.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall",
+        help="wall-clock time, or the process's CPU time (steadier on a shared machine)",
+    )  # fmt: skip
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
     args = get_parser().parse_args(argv)
+    if args.den_graph:
+        from speechkd.bin.benchmark_den_update import run_update_benchmark
+
+        cli_args = sys.argv[1:] if argv is None else argv
+        command = f"python -m speechkd.bin.benchmark_mmi {' '.join(cli_args)}"
+        atomic_write_text(args.out, run_update_benchmark(args, command))
+        logger.info("wrote %s", args.out)
+        return
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if args.devices != "auto":
         devices = args.devices.split(",")
