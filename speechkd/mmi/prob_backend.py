@@ -14,9 +14,12 @@ Arcs are grouped into (destination state, emission row) pairs ``d``, so that one
 and the backward pass uses the transposed CSR matrix; the gradient (pdf occupation posteriors)
 of frame ``t`` is ``y * e * beta[dst(d)]`` normalised to sum to one per utterance and frame.
 Sparse CSR products (32-bit indices) keep the cost at O(A * C) per frame with small constants on
-CPU and GPU; the loops hold only the products and a few element-wise operations per frame. When
-``T * D * C`` is small (``KEEP_PAIR_VALUES``) the pair emissions and values of every frame are
-kept, and the posteriors of all frames are made in one pass after the backward recursion.
+CPU and GPU; the loops hold only the products and a few element-wise operations per frame. The
+forward pass keeps the pair values ``x`` of every frame (``[T, D, C]``; for graphs whose pairs are
+their states, as CTC and chain denominators, the size of the state values), so the backward pass
+needs one product per frame. When ``T * D * C`` is small (``KEEP_PAIR_VALUES``) the pair
+emissions of all frames are gathered at once and the posteriors of all frames made in one pass
+after the backward recursion.
 
 All arithmetic is in ``dtype`` (float64 by default; float32 halves memory and suits GPUs, but
 emissions more than ~87 nats below the frame's best pdf then underflow to zero).
@@ -31,7 +34,7 @@ import torch
 from speechkd.mmi.graph_batch import GraphBatch
 from speechkd.mmi.sparse import csr_matrix
 
-KEEP_PAIR_VALUES = 1 << 23  # keep per-frame pair values when T * D * C is at most this
+KEEP_PAIR_VALUES = 1 << 23  # all frames' pair emissions and posteriors at once up to T * D * C
 
 
 def _spmm(csr: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
@@ -146,31 +149,27 @@ class ProbSpaceTotalScores(torch.autograd.Function):
         shift = torch.where(used, ll, torch.full_like(ll, float("-inf"))).amax(-1)
         shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))  # [B, T]
         em = batch.emission_stack(torch.exp(ll - shift[..., None]).to(dtype))  # [T, R, C]
-        S, C = batch.num_states, batch.num_cols
-        alphas = torch.empty(T + 1, S, C, dtype=dtype, device=ll.device)
-        alphas[0] = batch.start_values(0.0, 1.0, dtype)
-        norms = torch.empty(T, B, dtype=dtype, device=ll.device)
+        C = batch.num_cols
+        small = T * pg.num_pairs * C <= KEEP_PAIR_VALUES
+        emissions = _PairEmissions(em, pg.pair_emit, small)
         leak = _Leak(batch, eta_pi, dtype) if eta_pi is not None else None
-        # small problems (numerators): gather the pair emissions once and keep the products
-        keep = T * pg.num_pairs * C <= KEEP_PAIR_VALUES
-        em_pairs = _gather_rows(em, pg.pair_emit) if keep else None
-        emit_flat = None if keep else _flat_index(pg.pair_emit, C)
-        xs = torch.empty(T, pg.num_pairs, C, dtype=dtype, device=ll.device) if keep else None
+        cell_len, ends = batch.utt_cells(lengths), set(lengths.tolist())
+        xs = torch.empty(T, pg.num_pairs, C, dtype=dtype, device=ll.device)  # pair values
+        norms = torch.empty(T, B, dtype=dtype, device=ll.device)
+        alpha = batch.start_values(0.0, 1.0, dtype)
+        last = torch.where(cell_len == 0, alpha, torch.zeros_like(alpha))  # each utterance's end
         for t in range(T):
-            y = _spmm(pg.weights, alphas[t])
-            if keep:
-                x = torch.mul(y, em_pairs[t], out=xs[t])
-            else:
-                x = y.mul_(em[t].reshape(-1)[emit_flat].reshape(y.shape))
+            x = torch.mul(_spmm(pg.weights, alpha), emissions.frame(t), out=xs[t])
             a = x if pg.combine is None else _spmm(pg.combine, x)
             s = sums.states(a)
             c = s if leak is None else leak.norm(s)
             norms[t] = c
             inv = batch.utt_cells(_positive(c).reciprocal())
-            torch.mul(a, inv, out=alphas[t + 1])
+            alpha = a * inv
             if leak is not None:  # (a + s * eta_pi) / c
-                leak.add_to(alphas[t + 1], s, inv)
-        last = _last_frame(batch, alphas, lengths)
+                leak.add_to(alpha, s, inv)
+            if t + 1 in ends:
+                last = torch.where(cell_len == t + 1, alpha, last)
         fin = sums.states(last * torch.exp(batch.final).to(dtype)[:, None])
         log_norm = torch.log(norms.double())
         valid = torch.arange(T, device=ll.device)[None, :] < lengths[:, None]  # [B, T]
@@ -179,53 +178,65 @@ class ProbSpaceTotalScores(torch.autograd.Function):
             + (shift.double() * valid).sum(1)
             + torch.log(fin.double())
         )
-        ctx.batch, ctx.pg, ctx.leak, ctx.keep = batch, pg, leak, keep
-        if keep:
-            ctx.save_for_backward(em_pairs, xs, lengths, total)
-        else:
-            ctx.save_for_backward(em, alphas, lengths, total)
+        ctx.batch, ctx.pg, ctx.leak, ctx.emissions = batch, pg, leak, emissions
+        ctx.save_for_backward(xs, lengths, total)
         return total.to(log_likes.dtype)
 
     @staticmethod
     def backward(ctx, grad_total):  # type: ignore[override]
-        em, alphas, lengths, total = ctx.saved_tensors  # (em_pairs, xs, ...) when ctx.keep
+        xs, lengths, total = ctx.saved_tensors
         batch: GraphBatch = ctx.batch
         pg: ProbGraph = ctx.pg
         leak: _Leak | None = ctx.leak
+        emissions: _PairEmissions = ctx.emissions
         sums = _Sums(batch, pg)
         T, S, C = batch.num_frames, batch.num_states, batch.num_cols
-        dtype = em.dtype
+        dtype = xs.dtype
         alive = torch.isfinite(total)
         g = torch.where(alive, grad_total.double(), torch.zeros_like(total)).to(dtype)
         final_cells = torch.exp(batch.final).to(dtype)[:, None].expand(S, C)
-        cell_len = batch.utt_cells(lengths)
-        ends = set(lengths.tolist())
-        # keep: the pair values z = x * beta[dst] of every frame, turned into posteriors at the end
-        zs = torch.empty_like(alphas) if ctx.keep else None
+        cell_len, ends = batch.utt_cells(lengths), set(lengths.tolist())
+        # small problems: the pair values z = x * beta[dst] of every frame, made posteriors at
+        # the end; else each frame's posteriors at once
+        zs = torch.empty_like(xs) if emissions.all_frames else None
         grad_em = None
-        if not ctx.keep:
-            grad_em = torch.zeros(T, batch.num_rows, C, dtype=grad_total.dtype, device=em.device)
-        emit_flat = None if ctx.keep else _flat_index(pg.pair_emit, C)
-        beta = torch.zeros(S, C, dtype=dtype, device=em.device)
+        if zs is None:
+            grad_em = torch.zeros(T, batch.num_rows, C, dtype=dtype, device=xs.device)
+        beta = torch.zeros(S, C, dtype=dtype, device=xs.device)
         for t in range(T, 0, -1):
             if t in ends:
                 beta = torch.where(cell_len == t, final_cells, beta)
             if leak is not None:  # d/d(pre-leak alpha): beta(i) + eta * sum_j pi(j) beta(j)
                 beta = leak.back(beta)
             gb = beta if pg.combine is None else beta.index_select(0, pg.pair_dst)
-            if ctx.keep:
-                w = em[t - 1] * gb
-                torch.mul(alphas[t - 1], gb, out=zs[t - 1])
+            w = emissions.frame(t - 1) * gb
+            if zs is not None:
+                torch.mul(xs[t - 1], gb, out=zs[t - 1])
             else:
-                w = em[t - 1].reshape(-1)[emit_flat].reshape(gb.shape) * gb
-                z = _spmm(pg.weights, alphas[t - 1]) * w
+                z = xs[t - 1] * gb
                 scale = g / _positive(sums.pairs(z))
                 grad_em[t - 1] = _spmm(pg.emit_reduce, z * sums.pair_cells(scale))
             prev = _spmm(pg.weights_t, w)
             beta = prev * batch.utt_cells(_positive(sums.states(prev)).reciprocal())
-        if ctx.keep:
-            grad_em = _frame_posteriors(batch, pg, zs, g).to(grad_total.dtype)
-        return batch.unstack(grad_em), None, None, None, None
+        if zs is not None:
+            grad_em = _frame_posteriors(batch, pg, zs, g)
+        return batch.unstack(grad_em.to(grad_total.dtype)), None, None, None, None
+
+
+class _PairEmissions:
+    """Each pair's emission at frame ``t``: gathered for all frames at once (``all_frames``, small
+    problems) or frame by frame."""
+
+    def __init__(self, em: torch.Tensor, pair_emit: torch.Tensor, all_frames: bool) -> None:
+        self.em, self.num_pairs, self.all_frames = em, pair_emit.numel(), all_frames
+        self.gathered = _gather_rows(em, pair_emit) if all_frames else None
+        self.flat = None if all_frames else _flat_index(pair_emit, em.shape[2])
+
+    def frame(self, t: int) -> torch.Tensor:
+        """``[D, C]`` emissions of frame ``t``."""
+        if self.gathered is not None:
+            return self.gathered[t]
+        return self.em[t].reshape(-1)[self.flat].reshape(self.num_pairs, -1)
 
 
 class _Leak:
@@ -291,10 +302,3 @@ def _gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     T, _, C = x.shape
     flat = x.reshape(T, -1).index_select(1, _flat_index(rows, C))
     return flat.reshape(T, rows.numel(), C)
-
-
-def _last_frame(batch: GraphBatch, alphas: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    if batch.shared:
-        return alphas[lengths, :, torch.arange(batch.batch_size, device=alphas.device)].T
-    states = torch.arange(batch.num_states, device=alphas.device)
-    return alphas[lengths[batch.state_utt], states, 0].reshape(-1, 1)
