@@ -314,13 +314,13 @@ def test_claims_and_degenerate_references(tmp_path: Path) -> None:
         "(FT 20.00 vs whisper-small 55.00 WER, -63.6 % relative).",
         "- The teacher beats the zero-shot student on every target language (in-domain WER): "
         "**yes** (ca 10.00 vs 50.00, th 20.00 vs 60.00).",
-        "- DistilWhisper beats CLSR-FT (in-domain avg WER): **yes** (DistilWhisper 30.00 vs "
-        "CLSR-FT 35.00 WER).",
-        "- DistilWhisper beats CLSR-FT (out-of-domain avg WER): **yes** (DistilWhisper 20.00 vs "
-        "CLSR-FT 35.00 WER).",
-        "- DistilWhisper closes part of the teacher–student gap (in-domain avg; paper: 35.2 % "
+        "- DistilWhisper beats CLSR-FT (in-domain, per language): **mixed** (DistilWhisper vs "
+        "CLSR-FT WER: ca 30.00 vs 40.00, th 30.00 vs 30.00).",
+        "- DistilWhisper beats CLSR-FT (out-of-domain, per language): **yes** (DistilWhisper vs "
+        "CLSR-FT WER: ca 30.00 vs 40.00, th 10.00 vs 30.00).",
+        "- DistilWhisper closes part of the teacher–student gap (in-domain avg WER; paper: 35.2 % "
         "out of domain): **yes** (DistilWhisper 62.5 %, CLSR-FT 50.0 %).",
-        "- DistilWhisper closes part of the teacher–student gap (out-of-domain avg; paper: "
+        "- DistilWhisper closes part of the teacher–student gap (out-of-domain avg WER; paper: "
         "35.2 % out of domain): **yes** (DistilWhisper 100.0 %, CLSR-FT -50.0 %).",
     ]
     # swapped references: the "teacher" is not better anywhere, so no gap table of n/a cells
@@ -350,6 +350,6 @@ def test_no_gap_is_taken_from_a_teacher_at_chance(tmp_path: Path) -> None:
     assert "| DistilWhisper | 62.5 | 50.0 | 75.0 |" in gap and "test_ood" not in gap
     assert "degenerate** (out-of-domain: whisper-large 100.00 WER ≥ 95)." in gap
     assert (
-        "gap (out-of-domain avg; paper: 35.2 % out of domain): **no verdict: the reference "
+        "gap (out-of-domain avg WER; paper: 35.2 % out of domain): **no verdict: the reference "
         "systems are degenerate** (whisper-large 100.00 WER ≥ 95)." in text
     )

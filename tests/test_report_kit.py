@@ -175,3 +175,36 @@ def test_results_md_opens_with_claims_and_splits_the_details(tmp_path: Path) -> 
         assert heading in details and heading not in text
     assert "--model-dir exp/m/a/model" in details
     assert not ABSOLUTE.search(text) and not ABSOLUTE.search(details)
+
+
+def test_per_language_claim_leaves_out_languages_at_chance() -> None:
+    from speechkd.eval.report_kit import per_language_claim
+
+    claim = per_language_claim(
+        "A beats B", ("A", {"ca": 40.0, "th": 250.0}), ("B", {"ca": 50.0, "th": 300.0}), "wer"
+    )
+    assert claim.verdict == "yes"
+    assert claim.evidence == "A vs B wer: ca 40.00 vs 50.00; left out, both at chance: th"
+    worse = per_language_claim("A beats B", ("A", {"ca": 60.0}), ("B", {"ca": 50.0}), "wer")
+    assert worse.verdict == "no"
+    none = per_language_claim("A beats B", ("A", {"th": 99.0}), ("B", {"th": 120.0}), "wer")
+    assert none.verdict.startswith("no verdict") and "every language" in none.evidence
+
+
+def test_rescore_set_scores_reads_the_decode_texts(tmp_path: Path) -> None:
+    from lhotse import SupervisionSegment, SupervisionSet
+
+    from speechkd.eval.report_kit import SetScores, rescore_set_scores
+
+    sups = tmp_path / "sups.jsonl.gz"
+    SupervisionSet.from_segments(
+        [SupervisionSegment("a", "a", 0, 1, text="abc def", language="en")]
+    ).to_file(sups)
+    (tmp_path / "ref-test.txt").write_text("a abc def\n")
+    (tmp_path / "hyp-test.txt").write_text("a abd def\n")
+    scores = tmp_path / "scores-test.json"
+    scores.write_text(json.dumps({"metric": "wer", "set": "test", "cuts": str(sups)}))
+    wer = SetScores("test", "wer", {"en": 50.0}, scores)
+    cer = rescore_set_scores(wer, "cer")
+    assert cer.metric == "cer" and cer.per_language == {"en": pytest.approx(100 / 7)}
+    assert rescore_set_scores(wer, "wer") is wer

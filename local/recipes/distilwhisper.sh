@@ -11,7 +11,7 @@
 #   out_of_domain_sets   "name=cuts.jsonl.gz ..." test sets of another domain
 #   method_exp           experiment directory of this run, e.g. exp/distilwhisper_10k
 # Optional (defaults below): systems, dw_conf, train_opts, decode_opts, top_k, cache_opts,
-# measure_online_kd, gate_systems, report_title.
+# measure_online_kd, gate_systems, report_title, report_rescore.
 #
 # Stages:
 #   10  zero-shot decoding of the teacher and the student
@@ -33,6 +33,7 @@
 : "${top_k:=64}"           # teacher cache size per position
 : "${cache_opts:=}"        # extra cache_teacher flags
 : "${measure_online_kd:=true}"
+: "${report_rescore:=}"    # metrics the report adds from the same hypotheses (e.g. cer)
 : "${gate_systems:=}"      # more "LABEL=DECODE_DIR" for the gate plot (e.g. other train sizes)
 : "${report_title:=DistilWhisper}"
 
@@ -240,6 +241,8 @@ if [ $stage -le 17 ] && [ $stop_stage -ge 17 ]; then
       --cached-summary "$method_exp/distilwhisper/train-summary.json"
       --cache-index "$dw_cache/index.json")
   fi
+  # shellcheck disable=SC2086
   python -m speechkd.bin.distilwhisper_report "${report_args[@]}" "${speed_args[@]}" \
+    --rescore $report_rescore \
     --out "$method_exp/report.md" --plot "$method_exp/gate_usage.png"
 fi

@@ -67,6 +67,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--online-summary", help="train-summary.json of an online-teacher KD run")
     parser.add_argument("--cached-summary", help="train-summary.json of the cached-teacher run")
     parser.add_argument("--cache-index", help="index.json of the teacher cache (build time)")
+    parser.add_argument(
+        "--rescore",
+        nargs="*",
+        default=[],
+        choices=("wer", "cer"),
+        help="also score the same hypotheses with these metrics (tables, gap and claims each)",
+    )
     parser.add_argument("--out", required=True, help="Markdown section to write")
     parser.add_argument("--plot", help="PNG of the gate activation (needed with --gate-system)")
     parser.add_argument("--title", default="DistilWhisper", help="heading of the section")
@@ -96,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         title=args.title,
         gate_part=args.gate_part,
         kd_cost=kd_cost,
+        rescore=args.rescore,
     )
     logger.info("wrote %s%s", out, f" and {args.plot}" if gates else "")
     return 0

@@ -310,6 +310,40 @@ PARAM_METRICS = {
 }
 
 
+def system_names(scores: Mapping[str, object], small: str, large: str) -> dict[str, str]:
+    """Stable RESULTS.json names: ``teacher`` for ``large``, ``zero_shot`` for ``small``."""
+    proposed = {
+        n: "teacher" if n == large else "zero_shot" if n == small else stable_name(n)
+        for n in scores
+    }
+    return unique_names(proposed)
+
+
+def error_rate_rows(
+    scores: Mapping[str, Mapping[str, SetScores]],
+    small: str,
+    large: str,
+    domains: Sequence[Domain],
+    gap_metric: str = "gap_closed",
+) -> ResultRows:
+    """Error rates per language and ``all`` (a set's average; a domain of several sets as set)
+    and the gap closed (%, as ``gap_metric``) of every system."""
+    names, rows = system_names(scores, small, large), ResultRows()
+    for name, own in scores.items():
+        for set_name, s in own.items():
+            for lang, rate in s.per_language.items():
+                rows.add(names[name], set_name, lang, s.metric, rate)
+            rows.add(names[name], set_name, ALL, s.metric, s.average)
+        for d in (d for d in domains if len(d.sets) > 1):
+            metrics = {own[s].metric for s in d.sets}
+            metric = metrics.pop() if len(metrics) == 1 else "error_rate"
+            rows.add(names[name], d.name, ALL, metric, domain_average(own, d))
+    for name, cells in compute_gap_table(scores, small, large, domains).cells.items():
+        for (group, lang), cell in cells.items():
+            rows.add(names[name], group, ALL if lang == "avg" else lang, gap_metric, cell.value)
+    return rows
+
+
 def result_rows(
     scores: Mapping[str, Mapping[str, SetScores]],
     small: str,
@@ -322,23 +356,8 @@ def result_rows(
     """The numbers of every table under stable names (``teacher``: ``large``; ``zero_shot``:
     ``small``): error rates per language and ``all`` (a set's average; a domain of several sets
     as set), ``gap_closed`` (%), parameter counts, ``gate_share`` (%) and the cache timings."""
-    proposed = {
-        n: "teacher" if n == large else "zero_shot" if n == small else stable_name(n)
-        for n in scores
-    }
-    names, rows = unique_names(proposed), ResultRows()
-    for name, own in scores.items():
-        for set_name, s in own.items():
-            for lang, rate in s.per_language.items():
-                rows.add(names[name], set_name, lang, s.metric, rate)
-            rows.add(names[name], set_name, ALL, s.metric, s.average)
-        for d in (d for d in domains if len(d.sets) > 1):
-            metrics = {own[s].metric for s in d.sets}
-            metric = metrics.pop() if len(metrics) == 1 else "error_rate"
-            rows.add(names[name], d.name, ALL, metric, domain_average(own, d))
-    for name, cells in compute_gap_table(scores, small, large, domains).cells.items():
-        for (group, lang), cell in cells.items():
-            rows.add(names[name], group, ALL if lang == "avg" else lang, "gap_closed", cell.value)
+    names = system_names(scores, small, large)
+    rows = error_rate_rows(scores, small, large, domains)
     base = (params or {}).get(small)
     for name, p in (params or {}).items():
         for key, metric in PARAM_METRICS.items():

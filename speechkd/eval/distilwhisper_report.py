@@ -28,6 +28,7 @@ from speechkd.eval.distilwhisper_data import (
     compute_gap_table,
     domain_average,
     domain_cells,
+    error_rate_rows,
     gap_reason,
     gate_bars,
     load_gate_usage,
@@ -213,7 +214,8 @@ def _teacher_claim(scores: Scores, small: str, large: str, d: Domain) -> Claim:
 
 def _gap_claim(scores: Scores, small: str, large: str, d: Domain, dw: str, others: list) -> Claim:
     """DistilWhisper closes part of the gap of ``d`` (and how much the ``others`` close)."""
-    text = f"DistilWhisper closes part of the teacher–student gap ({d.name} avg; paper: "
+    text = f"DistilWhisper closes part of the teacher–student gap ({d.name} avg "
+    text += f"{metric_label(scores)}; paper: "
     text += f"{PAPER_GAP_OOD} % out of domain)"
     cells = compute_gap_table(scores, small, large, [d]).cells
     shares = {n: cells[n][(d.name, "avg")].value for n in (dw, *others)}
@@ -243,12 +245,27 @@ def claims(scores: Scores, small: str, large: str, domains: Sequence[Domain]) ->
     ]
     clsr = _find(names, "clsr_ft")
     kl = [n for n in names if stable_name(n).startswith("distilwhisper_kl")]
+
+    def by_language(text: str, ours: str, ref: str, d: Domain) -> Claim:
+        a, b = domain_cells(scores[ours], d), domain_cells(scores[ref], d)
+        label = (lambda k: k[1]) if len(d.sets) == 1 else (lambda k: f"{k[0]}:{k[1]}")
+        a, b = {label(k): v for k, v in a.items()}, {label(k): v for k, v in b.items()}
+        return kit.per_language_claim(
+            f"{text} ({d.name}, per language)", (ours, a), (ref, b), metric
+        )
+
     lowers = "FT lowers the error rate of the zero-shot student"
     out = [pair(lowers, ft, small, d, True) for ft in _find(names, "ft") for d in in_domain]
     out += [_teacher_claim(scores, small, large, d) for d in in_domain]
-    out += [pair("DistilWhisper beats CLSR-FT", dw[0], clsr[0], d) for d in domains if dw and clsr]
+    out += [
+        by_language("DistilWhisper beats CLSR-FT", dw[0], clsr[0], d)
+        for d in domains
+        if dw and clsr
+    ]
     out += [_gap_claim(scores, small, large, d, dw[0], clsr) for d in domains if dw]
-    out += [pair(f"JS beats the KL variant {k}", dw[0], k, d) for k in kl if dw for d in domains]
+    out += [
+        by_language(f"JS beats the KL variant {k}", dw[0], k, d) for k in kl if dw for d in domains
+    ]
     return out
 
 
@@ -268,18 +285,18 @@ def render_report(
     title: str = "DistilWhisper",
     gate_part: str = "all",
     kd_cost: KDCost | None = None,
+    rescored: Sequence[Scores] = (),
 ) -> str:
-    """The Markdown section: claims, Table 1, gap closed, parameters, gate usage, KD cost."""
-    lines = [f"## {title}", "", *kit.render_claims(claims(scores, small, large, domains))]
-    lines += ["### Error rates (Table 1)", "", *render_wer_table(scores, domains)]
-    lines += [f"### Gap closed between {small} and {large}", ""]
-    reasons = {d.name: r for d in domains if (r := gap_reason(scores, small, large, d))}
-    if kept := [d for d in domains if d.name not in reasons]:  # no gap taken from degenerate ones
-        table = compute_gap_table(scores, small, large, kept)
-        lines += render_gap_table(table, small, large, metric_label(scores))
-    if reasons:
-        shown = "; ".join(f"{name}: {r}" for name, r in reasons.items())
-        lines += [f"**{kit.NO_VERDICT}** ({shown}).", ""]
+    """The Markdown section: claims, Table 1, gap closed (for the decodes' metric and each
+    ``rescored`` one), parameters, gate usage, KD cost."""
+    every = [scores, *rescored]
+    found = [c for own in every for c in claims(own, small, large, domains)]
+    lines = [f"## {title}", "", *kit.render_claims(found)]
+    for own in every:
+        suffix = "" if own is scores else f", {metric_label(own)}"
+        lines += [f"### Error rates (Table 1){suffix}", "", *render_wer_table(own, domains)]
+        lines += [f"### Gap closed between {small} and {large}{suffix}", ""]
+        lines += _gap_lines(own, small, large, domains)
     lines += ["### Parameters", "", *render_params_table(list(scores), params or {}, small)]
     if gate_usage:
         lines += ["### Gate activation (Fig. 2)", ""]
@@ -289,6 +306,19 @@ def render_report(
     if kd_cost is not None:
         lines += ["### Cost of the teacher: online versus cached", "", *render_kd_cost(kd_cost)]
     return kit.join_section(lines)
+
+
+def _gap_lines(scores: Scores, small: str, large: str, domains: Sequence[Domain]) -> list[str]:
+    """The gap-closed table of the domains with a gap, and a no-verdict line for the others."""
+    lines: list[str] = []
+    reasons = {d.name: r for d in domains if (r := gap_reason(scores, small, large, d))}
+    if kept := [d for d in domains if d.name not in reasons]:  # no gap taken from degenerate ones
+        table = compute_gap_table(scores, small, large, kept)
+        lines += render_gap_table(table, small, large, metric_label(scores))
+    if reasons:
+        shown = "; ".join(f"{name}: {r}" for name, r in reasons.items())
+        lines += [f"**{kit.NO_VERDICT}** ({shown}).", ""]
+    return lines
 
 
 def write_report(
@@ -304,6 +334,7 @@ def write_report(
     title: str = "DistilWhisper",
     gate_part: str = "all",
     kd_cost: KDCost | None = None,
+    rescore: Sequence[str] = (),
 ) -> Path:
     """Load every input and write the gate plot (with gate systems), RESULTS.json beside ``out``
     and the Markdown; ``systems`` is name → decode dir in table order, ``params`` name →
@@ -320,6 +351,14 @@ def write_report(
     domains = make_domains(in_domain, out_of_domain)
     sets = [s for d in domains for s in d.sets]
     scores = load_system_scores(systems, sets)
+    rescored = [
+        {
+            n: {k: kit.rescore_set_scores(v, metric) for k, v in own.items()}
+            for n, own in scores.items()
+        }
+        for metric in dict.fromkeys(rescore)
+        if metric not in {v.metric for own in scores.values() for v in own.values()}
+    ]
     loaded = {name: kit.load_params(path) for name, path in (params or {}).items()}
     usage = load_gate_usage(gate_systems, sets, gate_part) if gate_systems else None
     link = None
@@ -327,7 +366,11 @@ def write_report(
         pairs, ood = [(d.name, d.sets) for d in domains], out_of_domain
         link = kit.link(plot_gate_usage(usage, pairs, plot, gate_part, hatched=ood), out)
     text = render_report(
-        scores, small, large, domains, loaded, usage, link, title, gate_part, kd_cost
+        scores, small, large, domains, loaded, usage, link, title, gate_part, kd_cost, rescored
     )
     rows = result_rows(scores, small, large, domains, loaded, usage, kd_cost)
+    for own in rescored:
+        rows += error_rate_rows(
+            own, small, large, domains, f"gap_closed_{metric_label(own).lower()}"
+        )
     return kit.write_section(out, text, rows)

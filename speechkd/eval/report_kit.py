@@ -187,6 +187,29 @@ def load_set_scores(decode_dir: str | os.PathLike, set_name: str) -> SetScores:
     return SetScores(set_name, str(payload["metric"]), rates, path)
 
 
+def rescore_set_scores(scores: SetScores, metric: str) -> SetScores:
+    """The same decode under another error-rate ``metric``: its ``hyp-<set>.txt`` scored against
+    ``ref-<set>.txt`` beside ``scores-<set>.json``, languages from that file's ``cuts``."""
+    from speechkd.eval.scoring import error_rate_report, load_scoring_input
+
+    if metric == scores.metric:
+        return scores
+    decode_dir, set_name = scores.path.parent, scores.set_name
+    payload = load_scores(scores.path, set_name, ERROR_RATE_METRICS)
+    if not payload.get("cuts"):
+        raise DataError(f"{scores.path}: no 'cuts' field to read the languages from")
+    data = load_scoring_input(
+        decode_dir / f"ref-{set_name}.txt",
+        decode_dir / f"hyp-{set_name}.txt",
+        metric,
+        ref_cuts=payload["cuts"],
+        allow_missing=True,
+    )
+    report = error_rate_report(data, metric, allow_empty_ref=True)
+    rates = {lang: report.per_language[lang].rate for lang in sorted(report.per_language)}
+    return SetScores(set_name, metric, rates, scores.path)
+
+
 @dataclass(frozen=True)
 class Domain:
     """A named group of sets (in-domain, out-of-domain)."""
@@ -341,6 +364,31 @@ def pair_claim(
             else f"; {b_label} is at chance: no relative change"
         )
     return Claim(text, verdict_of([compare(a, b, metric)]), evidence)
+
+
+def per_language_claim(
+    text: str,
+    ours: tuple[str, Mapping[str, float]],
+    ref: tuple[str, Mapping[str, float]],
+    metric: str,
+) -> Claim:
+    """ "``ours`` beats ``ref``" language by language (``{language: score}`` each): languages
+    where both are at chance are left out of the verdict and named; no verdict when all are."""
+    (a_label, a), (b_label, b) = ours, ref
+    languages = [lang for lang in a if lang in b]
+    usable = [
+        lang
+        for lang in languages
+        if not (at_chance(a[lang], metric) and at_chance(b[lang], metric))
+    ]
+    chance = [lang for lang in languages if lang not in usable]
+    if not usable:
+        return no_verdict(text, f"{a_label} and {b_label} at chance on every language")
+    evidence = ", ".join(f"{lang} {a[lang]:.2f} vs {b[lang]:.2f}" for lang in usable)
+    evidence = f"{a_label} vs {b_label} {metric}: {evidence}"
+    if chance:
+        evidence += f"; left out, both at chance: {', '.join(chance)}"
+    return Claim(text, verdict_of([compare(a[lang], b[lang], metric) for lang in usable]), evidence)
 
 
 def render_claims(claims: Sequence[Claim], note: str = "") -> list[str]:
