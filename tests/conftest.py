@@ -42,16 +42,3 @@ def mini_run(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("mini")
     return tmp, run_mini(tmp, "--stage", "0", "--stop-stage", "100")
 
-
-# Tests sharing an expensive session fixture run in one pytest-xdist worker (--dist loadgroup in
-# local/run_tests.sh), so the fixture is built once; the rest spread over the other workers.
-SHARED_FIXTURE_GROUPS = {"mini_run": "mini_run", "whisper_base": "whisper_base"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        names = getattr(item, "fixturenames", ())
-        for fixture, group in SHARED_FIXTURE_GROUPS.items():
-            if fixture in names:
-                item.add_marker(pytest.mark.xdist_group(group))
-                break

@@ -93,6 +93,8 @@ def test_distilwhisper_mini_recipe(mini_run) -> None:
         "--log-interval 1",
         "--decode-opts",
         "--max-new-tokens 4",
+        "--measure-online-kd",
+        "true",
         # the KL variant is the same stages with another config (tests/test_distil.py)
         "--systems",
         "ft lora_ft clsr_ft distilwhisper",
