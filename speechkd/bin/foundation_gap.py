@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 
 from speechkd.errors import DataError
+from speechkd.eval.report_kit import rescore_decode
 from speechkd.eval.results_json import ALL, ResultRows, results_json_path, write_results_json
-from speechkd.eval.scoring import error_rate_report, load_scoring_input
 from speechkd.utils.atomic import atomic_write_text
 from speechkd.utils.cli import run_cli
 from speechkd.utils.logging import setup_logging
@@ -57,14 +57,7 @@ def decode_rates(decode_dir: Path, set_name: str) -> Rates:
         raise DataError(f"{scores}: no 'cuts' field to read the languages from")
     rates: Rates = {}
     for metric in METRICS:
-        data = load_scoring_input(
-            decode_dir / f"ref-{set_name}.txt",
-            decode_dir / f"hyp-{set_name}.txt",
-            metric,
-            ref_cuts=cuts,
-            allow_missing=True,
-        )
-        report = error_rate_report(data, metric, allow_empty_ref=True)
+        report = rescore_decode(decode_dir, set_name, metric, cuts)
         rates[metric] = {lang: c.rate for lang, c in report.per_language.items()}
         rates[metric][ALL] = report.totals.rate
     return rates

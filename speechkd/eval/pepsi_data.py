@@ -17,7 +17,14 @@ from pathlib import Path
 
 from speechkd.errors import ConfigError, DataError
 from speechkd.eval.markdown import md_parse_table
-from speechkd.eval.report_kit import DASH, load_json_object, load_params, load_scores, pooled_counts
+from speechkd.eval.report_kit import (
+    DASH,
+    load_json_object,
+    load_params,
+    load_scores,
+    pooled_counts,
+    rescore_decode,
+)
 from speechkd.eval.results_json import ALL, ResultRows, stable_name, unique_names
 
 METRICS = ("cer", "wer")  # column order (the paper: CER, then WER)
@@ -37,7 +44,6 @@ def rescore(decode_dir: str | os.PathLike, set_name: str, metric: str, payload: 
     """``metric`` (%) of the hypotheses ``hyp-<set>.txt`` against ``ref-<set>.txt``, normalised
     as ``speechkd.bin.score`` does; the languages are those of the scores file ``payload`` (its
     CutSet when it has several)."""
-    from speechkd.eval.scoring import error_rate_report, load_scoring_input
 
     decode_dir = Path(decode_dir)
     languages = payload.get("languages") or []
@@ -48,15 +54,7 @@ def rescore(decode_dir: str | os.PathLike, set_name: str, metric: str, payload: 
             f"{decode_dir}/scores-{set_name}.json: no single language and no 'cuts' to read the "
             "languages from"
         )
-    data = load_scoring_input(
-        decode_dir / f"ref-{set_name}.txt",
-        decode_dir / f"hyp-{set_name}.txt",
-        metric,
-        language=language,
-        ref_cuts=cuts,
-        allow_missing=True,
-    )
-    return error_rate_report(data, metric, allow_empty_ref=True).totals.rate
+    return rescore_decode(decode_dir, set_name, metric, cuts, language).totals.rate
 
 
 def load_error_rates(

@@ -187,25 +187,40 @@ def load_set_scores(decode_dir: str | os.PathLike, set_name: str) -> SetScores:
     return SetScores(set_name, str(payload["metric"]), rates, path)
 
 
-def rescore_set_scores(scores: SetScores, metric: str) -> SetScores:
-    """The same decode under another error-rate ``metric``: its ``hyp-<set>.txt`` scored against
-    ``ref-<set>.txt`` beside ``scores-<set>.json``, languages from that file's ``cuts``."""
+def rescore_decode(
+    decode_dir: str | os.PathLike,
+    set_name: str,
+    metric: str,
+    cuts: str | os.PathLike | None = None,
+    language: str | None = None,
+):
+    """The ``hyp-<set>.txt`` of a decode dir scored against its ``ref-<set>.txt`` under
+    ``metric`` (an :class:`~speechkd.eval.wer.ErrorRateReport`); languages from ``cuts`` or
+    ``language``."""
     from speechkd.eval.scoring import error_rate_report, load_scoring_input
 
-    if metric == scores.metric:
-        return scores
-    decode_dir, set_name = scores.path.parent, scores.set_name
-    payload = load_scores(scores.path, set_name, ERROR_RATE_METRICS)
-    if not payload.get("cuts"):
-        raise DataError(f"{scores.path}: no 'cuts' field to read the languages from")
+    decode_dir = Path(decode_dir)
     data = load_scoring_input(
         decode_dir / f"ref-{set_name}.txt",
         decode_dir / f"hyp-{set_name}.txt",
         metric,
-        ref_cuts=payload["cuts"],
+        language=language,
+        ref_cuts=cuts,
         allow_missing=True,
     )
-    report = error_rate_report(data, metric, allow_empty_ref=True)
+    return error_rate_report(data, metric, allow_empty_ref=True)
+
+
+def rescore_set_scores(scores: SetScores, metric: str) -> SetScores:
+    """The same decode under another error-rate ``metric``: its ``hyp-<set>.txt`` scored against
+    ``ref-<set>.txt`` beside ``scores-<set>.json``, languages from that file's ``cuts``."""
+    if metric == scores.metric:
+        return scores
+    set_name = scores.set_name
+    payload = load_scores(scores.path, set_name, ERROR_RATE_METRICS)
+    if not payload.get("cuts"):
+        raise DataError(f"{scores.path}: no 'cuts' field to read the languages from")
+    report = rescore_decode(scores.path.parent, set_name, metric, payload["cuts"])
     rates = {lang: report.per_language[lang].rate for lang in sorted(report.per_language)}
     return SetScores(set_name, metric, rates, scores.path)
 
