@@ -41,4 +41,3 @@ def mini_run(tmp_path_factory: pytest.TempPathFactory):
 
     tmp = tmp_path_factory.mktemp("mini")
     return tmp, run_mini(tmp, "--stage", "0", "--stop-stage", "100")
-
